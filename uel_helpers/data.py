@@ -1,0 +1,510 @@
+"""Datasets as `ImageSet`s: uint8 images (N, C, H, W), int64 labels and class names.
+
+Every dataset, clean or poisoned, is an `ImageSet` of uint8 pixels, as a released dataset would be.
+`load_dataset(name, split)` reads the datasets the notebooks use; conversions that change the data
+(resizing, grayscale -> RGB) are explicit options, never automatic.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import pickle
+import tarfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)
+CIFAR_ARCHIVES = {
+    # name: (file name, md5 of the tarball as torchvision enforces it, folder inside, size for humans)
+    "cifar10": ("cifar-10-python.tar.gz", "c58f30108f718f92721af3b95e74349a", "cifar-10-batches-py", "163 MB"),
+    "cifar100": ("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", "cifar-100-python", "161 MB"),
+}
+CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
+DATASET_NAMES = ("digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder:PATH")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where downloaded datasets live: `root`, else `UEL_DATA`, else `<UEL_CACHE or ~/.cache/uel_helpers>/data`."""
+    if root is not None:
+        return Path(root).expanduser()
+    if os.environ.get("UEL_DATA"):
+        return Path(os.environ["UEL_DATA"]).expanduser()
+    cache = os.environ.get("UEL_CACHE") or "~/.cache/uel_helpers"
+    return Path(cache).expanduser() / "data"
+
+
+def _as_tensor(x, what: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        return x.detach().cpu()
+    if isinstance(x, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(x))
+    raise TypeError(f"{what} must be a numpy array or torch tensor, got {type(x).__name__}")
+
+
+@dataclass
+class ImageSet:
+    """A labelled image dataset: uint8 images (N, C, H, W) in 0..255, int64 labels in [0, K), K class names.
+
+    Validated on creation; bad input raises ValueError/TypeError saying what was expected.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+    name: str = "dataset"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.images = _as_tensor(self.images, "images")
+        self.labels = _as_tensor(self.labels, "labels")
+        if self.images.dtype != torch.uint8:
+            raise TypeError(
+                f"ImageSet images must be uint8 in 0..255, got {self.images.dtype}; convert floats in [0,1] "
+                "with ImageSet.from_float(...) or (x * 255).round().to(torch.uint8)"
+            )
+        if self.images.ndim != 4:
+            raise ValueError(
+                f"ImageSet images must have shape (N, C, H, W), got {tuple(self.images.shape)}; "
+                "add a channel axis for grayscale images (images[:, None])"
+            )
+        n, c, h, w = self.images.shape
+        if c not in (1, 3):
+            raise ValueError(
+                f"ImageSet images must have 1 or 3 channels in axis 1 (N, C, H, W), got C={c} "
+                f"(shape {tuple(self.images.shape)}); channels-last arrays need .permute(0, 3, 1, 2)"
+            )
+        if h < 1 or w < 1:
+            raise ValueError(f"ImageSet images must have positive height and width, got {h}x{w}")
+        if self.labels.dtype.is_floating_point or self.labels.dtype == torch.bool or self.labels.is_complex():
+            raise TypeError(f"ImageSet labels must be integers, got {self.labels.dtype}")
+        self.labels = self.labels.to(torch.int64)
+        if self.labels.ndim != 1:
+            raise ValueError(f"ImageSet labels must be 1-D, got shape {tuple(self.labels.shape)}")
+        if len(self.labels) != n:
+            raise ValueError(f"ImageSet has {n} images but {len(self.labels)} labels; they must match")
+        if isinstance(self.classes, str) or not isinstance(self.classes, Sequence):
+            raise TypeError("ImageSet classes must be a sequence of class names, e.g. ('cat', 'dog')")
+        self.classes = tuple(str(c) for c in self.classes)
+        k = len(self.classes)
+        if k < 1:
+            raise ValueError("ImageSet needs at least one class name")
+        if n and (int(self.labels.min()) < 0 or int(self.labels.max()) >= k):
+            raise ValueError(
+                f"ImageSet labels must lie in [0, {k}) for {k} classes, got range "
+                f"[{int(self.labels.min())}, {int(self.labels.max())}]"
+            )
+
+    # --- basic properties -------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def __repr__(self) -> str:
+        n, c, h, w = self.images.shape
+        return f"ImageSet(name={self.name!r}, n={n}, shape=({c}, {h}, {w}), classes={len(self.classes)})"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def channels(self) -> int:
+        return int(self.images.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.images.shape[2]), int(self.images.shape[3])
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one image."""
+        return tuple(int(s) for s in self.images.shape[1:])  # type: ignore[return-value]
+
+    # --- conversions ------------------------------------------------------------------------
+    def to_float(self) -> torch.Tensor:
+        """Images as float32 in [0, 1]."""
+        return self.images.float().div_(255.0)
+
+    @classmethod
+    def from_float(
+        cls, images: torch.Tensor, labels, classes, name: str = "dataset", rounding: str = "round", meta=None
+    ) -> ImageSet:
+        """Quantise float images in [0,1] to uint8 (round half up, or truncate as some originals do).
+
+        Values outside [0,1] are an error: clip them yourself if that is what you mean.
+        """
+        x = _as_tensor(images, "images").float()
+        lo, hi = float(x.min()), float(x.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"float images must lie in [0, 1], got range [{lo:.4f}, {hi:.4f}]; clamp them first")
+        return cls(quantize(x, rounding), labels, classes, name=name, meta=dict(meta or {}))
+
+    def with_images(self, images: torch.Tensor, name: str | None = None, **meta) -> ImageSet:
+        """A new ImageSet with the same labels and classes and new uint8 images."""
+        return ImageSet(images, self.labels.clone(), self.classes, name=name or self.name, meta={**self.meta, **meta})
+
+    def subset(self, indices) -> ImageSet:
+        """The images at `indices` (a sequence, array, tensor or slice)."""
+        if isinstance(indices, slice):
+            idx = torch.arange(len(self))[indices]
+        else:
+            idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64).reshape(-1)
+        if len(idx) and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
+            raise ValueError(f"subset indices out of range for an ImageSet of {len(self)} images")
+        return ImageSet(self.images[idx].clone(), self.labels[idx].clone(), self.classes, self.name, dict(self.meta))
+
+    def split(self, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+        """A stratified split: (first part with ~`fraction` of each class, the rest)."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"split fraction must be in (0, 1), got {fraction}")
+        rng = np.random.default_rng(seed)
+        labels = self.labels.numpy()
+        first: list[int] = []
+        for k in range(self.num_classes):
+            idx = np.flatnonzero(labels == k)
+            rng.shuffle(idx)
+            first.extend(idx[: int(round(fraction * len(idx)))].tolist())
+        mask = np.zeros(len(self), dtype=bool)
+        mask[first] = True
+        return self.subset(np.flatnonzero(mask)), self.subset(np.flatnonzero(~mask))
+
+    def take_per_class(self, n_per_class: int, seed: int = 0) -> ImageSet:
+        """A class-balanced random subset with at most `n_per_class` images of each class."""
+        if n_per_class < 1:
+            raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
+        rng = np.random.default_rng(seed)
+        labels = self.labels.numpy()
+        keep = []
+        for k in range(self.num_classes):
+            idx = np.flatnonzero(labels == k)
+            keep.extend(rng.permutation(idx)[:n_per_class].tolist())
+        return self.subset(np.sort(np.asarray(keep, dtype=np.int64)))
+
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=self.num_classes).tolist()
+
+    # --- storage ------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save as a compressed `.npz` (images, labels, JSON metadata); never pickle. Atomic."""
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise ValueError(f"ImageSet.save writes .npz files; got {path.name!r}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = json.dumps({"format": "uel-imageset-1", "classes": list(self.classes), "name": self.name,
+                             "meta": self.meta})
+        tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+        with open(tmp, "wb") as fh:
+            np.savez_compressed(fh, images=self.images.numpy(), labels=self.labels.numpy(),
+                                header=np.array(header))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ImageSet:
+        """Load an ImageSet written by `save`."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no ImageSet file at {path}")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                header = json.loads(str(z["header"]))
+                images, labels = z["images"], z["labels"]
+        except (KeyError, ValueError, OSError, EOFError) as err:
+            raise ValueError(f"{path} is not a readable ImageSet .npz file ({err})") from err
+        if header.get("format") != "uel-imageset-1":
+            raise ValueError(f"{path} is not an ImageSet file (format {header.get('format')!r})")
+        return cls(images, labels, header["classes"], name=header["name"], meta=header.get("meta", {}))
+
+
+def quantize(x: torch.Tensor, rounding: str = "round") -> torch.Tensor:
+    """Float images in [0,1] -> uint8: `round` = floor(255x + 0.5) (the package's rule), `truncate` = floor(255x)."""
+    if rounding == "round":
+        return torch.floor(x * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
+    if rounding == "truncate":
+        return torch.floor(x * 255.0).clamp_(0, 255).to(torch.uint8)
+    raise ValueError(f"rounding must be 'round' or 'truncate', got {rounding!r}")
+
+
+# --- explicit conversions ----------------------------------------------------------------------
+
+def resize(ds: ImageSet, size: int | tuple[int, int]) -> ImageSet:
+    """Resize every image to `size` (bilinear, antialiased), re-quantised to uint8."""
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if len(hw) != 2 or min(hw) < 1:
+        raise ValueError(f"size must be a positive int or (height, width), got {size!r}")
+    if ds.image_size == hw:
+        return ds
+    x = F.interpolate(ds.to_float(), size=hw, mode="bilinear", align_corners=False, antialias=True)
+    return ds.with_images(quantize(x.clamp_(0, 1)), resized_to=list(hw))
+
+
+def to_rgb(ds: ImageSet) -> ImageSet:
+    """Repeat a grayscale channel three times (e.g. to feed Fashion-MNIST to CIFAR models)."""
+    if ds.channels == 3:
+        return ds
+    return ds.with_images(ds.images.repeat(1, 3, 1, 1), to_rgb=True)
+
+
+def to_grayscale(ds: ImageSet, keep_channels: bool = True) -> ImageSet:
+    """ITU-R 601 luma; with `keep_channels` the result keeps 3 identical channels (as ISS's Grayscale(3))."""
+    if ds.channels == 1:
+        return ds
+    w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    y = (ds.to_float() * w).sum(1, keepdim=True)
+    if keep_channels:
+        y = y.repeat(1, 3, 1, 1)
+    return ds.with_images(quantize(y.clamp_(0, 1)))
+
+
+# --- loaders -------------------------------------------------------------------------------------
+
+def _check_split(split: str) -> str:
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    return split
+
+
+def _load_digits(split: str) -> ImageSet:
+    """scikit-learn's bundled 8x8 digits (values 0..16 scaled to 0..255); fixed stratified 75/25 split."""
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    images = np.floor(d.images * (255.0 / 16.0) + 0.5).astype(np.uint8)[:, None]
+    full = ImageSet(images, d.target.astype(np.int64), [str(i) for i in range(10)], name="digits")
+    train, test = full.split(0.75, seed=0)
+    out = train if split == "train" else test
+    out.name = "digits"
+    return out
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (MNIST format), gzipped or not."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        data = fh.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = data[3]
+    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    arr = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if arr.size != int(np.prod(dims)):
+        raise ValueError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {arr.size}")
+    return arr.reshape(dims)
+
+
+def _find_fashion_files(split: str, root: Path | None) -> tuple[Path, Path] | None:
+    prefix = "train" if split == "train" else "t10k"
+    candidates = []
+    if root is not None:
+        candidates += [root, root / "fashion-mnist", root / "FashionMNIST" / "raw"]
+    candidates += [FASHION_MNIST_SYSTEM_DIR, data_root() / "FashionMNIST" / "raw"]
+    for folder in candidates:
+        for ext in (".gz", ""):
+            img = folder / f"{prefix}-images-idx3-ubyte{ext}"
+            lab = folder / f"{prefix}-labels-idx1-ubyte{ext}"
+            if img.exists() and lab.exists():
+                return img, lab
+    return None
+
+
+def _load_fashion_mnist(split: str, root: Path | None, download: bool) -> ImageSet:
+    found = _find_fashion_files(split, root)
+    if found is None and download:
+        from torchvision.datasets import FashionMNIST
+
+        FashionMNIST(str(root or data_root()), train=(split == "train"), download=True)
+        found = _find_fashion_files(split, root or data_root())
+    if found is None:
+        raise FileNotFoundError(
+            "Fashion-MNIST not found offline. Install Debian's package (`apt-get install dataset-fashion-mnist`, "
+            f"files under {FASHION_MNIST_SYSTEM_DIR}), pass download=True to fetch it with torchvision into "
+            f"{root or data_root()}, or point root= at a folder holding the four *-idx?-ubyte(.gz) files."
+        )
+    img_path, lab_path = found
+    images = _read_idx(img_path)[:, None].copy()
+    labels = _read_idx(lab_path).astype(np.int64)
+    return ImageSet(images, labels, FASHION_MNIST_CLASSES, name="fashion-mnist", meta={"source": str(img_path.parent)})
+
+
+def _load_cifar(name: str, split: str, root: Path | None, download: bool) -> ImageSet:
+    """CIFAR-10/100 from the python pickles, downloaded (MD5-checked) or placed by hand."""
+    fname, md5, folder, size = CIFAR_ARCHIVES[name]
+    base = root or data_root()
+    extracted = base / folder
+    if not extracted.exists():
+        archive = base / fname
+        try:
+            from torchvision.datasets.utils import check_integrity, download_and_extract_archive
+        except ImportError as err:  # pragma: no cover - torchvision is a dependency
+            raise ImportError("torchvision is needed to download or verify CIFAR archives") from err
+        if archive.exists():
+            if not check_integrity(str(archive), md5):
+                raise ValueError(f"{archive} is not the original archive (MD5 should be {md5}); delete it and retry")
+            with tarfile.open(archive, "r:gz") as tar:
+                tar.extractall(base, filter="data")
+        elif download:
+            try:
+                download_and_extract_archive(CIFAR_URL + fname, str(base), filename=fname, md5=md5)
+            except Exception as err:
+                raise FileNotFoundError(_cifar_manual_help(name, base, f"download failed: {err}")) from err
+        else:
+            raise FileNotFoundError(_cifar_manual_help(name, base, "not found offline and download=False"))
+    return _read_cifar_pickles(name, split, extracted)
+
+
+def _cifar_manual_help(name: str, base: Path, why: str) -> str:
+    fname, md5, folder, size = CIFAR_ARCHIVES[name]
+    return (
+        f"{name}: {why}. Download {CIFAR_URL}{fname} (about {size}; MD5 {md5}) by hand or from a "
+        f"byte-identical mirror and put it at {base / fname} (or its extracted folder at {base / folder}); "
+        "then call load_dataset again. Pass root=... or set UEL_DATA to use another folder."
+    )
+
+
+def _read_cifar_pickles(name: str, split: str, folder: Path) -> ImageSet:
+    def unpickle(p: Path) -> dict:
+        if not p.exists():
+            raise FileNotFoundError(f"{p} is missing from the extracted {name} folder; re-extract the archive")
+        with open(p, "rb") as fh:
+            return pickle.load(fh, encoding="latin1")
+
+    if name == "cifar10":
+        files = [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+        parts = [unpickle(folder / f) for f in files]
+        data = np.concatenate([p["data"] for p in parts])
+        labels = np.concatenate([np.asarray(p["labels"]) for p in parts])
+        classes = CIFAR10_CLASSES
+    else:
+        part = unpickle(folder / split)
+        data, labels = part["data"], np.asarray(part["fine_labels"])
+        classes = tuple(unpickle(folder / "meta")["fine_label_names"])
+    images = data.reshape(-1, 3, 32, 32).astype(np.uint8)
+    return ImageSet(images, labels.astype(np.int64), classes, name=name)
+
+
+def _load_imagefolder(path: str, root: Path | None, size: int | None, mode: str) -> ImageSet:
+    from PIL import Image
+
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"imagefolder: {folder} is not a folder; expected a folder of class sub-folders")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    if not classes:
+        raise ValueError(f"imagefolder: {folder} has no class sub-folders (expected {folder}/<class>/<image>.png)")
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"imagefolder mode must be 'RGB' or 'L', got {mode!r}")
+    images, labels = [], []
+    for k, cls in enumerate(classes):
+        for f in sorted((folder / cls).iterdir()):
+            if f.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            with Image.open(f) as im:
+                im = im.convert(mode)
+                if size is not None:
+                    im = im.resize((size, size), Image.BILINEAR)
+                arr = np.asarray(im, dtype=np.uint8)
+            images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
+            labels.append(k)
+    if not images:
+        raise ValueError(f"imagefolder: no images ({', '.join(IMAGE_EXTENSIONS)}) under {folder}")
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"imagefolder: images under {folder} have different sizes {sorted(shapes)[:4]}...; "
+            "pass size=... to resize them all explicitly"
+        )
+    return ImageSet(np.stack(images), np.asarray(labels, dtype=np.int64), classes, name=f"imagefolder:{folder.name}")
+
+
+def load_dataset(
+    name: str,
+    split: str = "train",
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    size: int | None = None,
+    rgb: bool = False,
+) -> ImageSet:
+    """Load a dataset split as an ImageSet.
+
+    name: "digits" (bundled, offline), "fashion-mnist" (Debian package or torchvision download),
+    "cifar10", "cifar100" (download, MD5-checked) or "imagefolder:PATH".
+    size: resize every image to size x size (explicit; never automatic). rgb: grayscale -> 3 channels.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
+    _check_split(split)
+    root_path = Path(root).expanduser() if root is not None else None
+    key = name.lower()
+    if key == "digits":
+        ds = _load_digits(split)
+    elif key in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
+        ds = _load_fashion_mnist(split, root_path, download)
+    elif key in CIFAR_ARCHIVES:
+        ds = _load_cifar(key, split, root_path, download)
+    elif key.startswith("imagefolder:"):
+        sub = name.split(":", 1)[1]
+        ds = _load_imagefolder(os.path.join(sub, split) if (Path(sub) / split).is_dir() else sub,
+                               root_path, size, mode="RGB")
+        size = None  # already resized while reading
+    else:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
+    if size is not None:
+        ds = resize(ds, size)
+    if rgb:
+        ds = to_rgb(ds)
+    return ds
+
+
+def available_datasets(root: str | os.PathLike | None = None) -> dict[str, str]:
+    """For each known dataset: 'offline' if it loads here without a network, else how to get it."""
+    base = Path(root).expanduser() if root is not None else data_root()
+    out = {"digits": "offline (bundled with scikit-learn)"}
+    found = _find_fashion_files("train", base)
+    out["fashion-mnist"] = (
+        f"offline ({found[0].parent})" if found else
+        "missing: apt-get install dataset-fashion-mnist, or load_dataset('fashion-mnist', download=True)"
+    )
+    for name, (fname, _md5, folder, size) in CIFAR_ARCHIVES.items():
+        if (base / folder).exists() or (base / fname).exists():
+            out[name] = f"offline ({base})"
+        else:
+            out[name] = f"missing: load_dataset('{name}', download=True) (about {size}), or put {fname} in {base}"
+    out["imagefolder:PATH"] = "any folder of class sub-folders (optionally with train/ and test/ inside)"
+    return out
+
+
+def synthetic_dataset(
+    n_per_class: int = 50,
+    num_classes: int = 10,
+    channels: int = 3,
+    size: int = 32,
+    noise: float = 0.15,
+    seed: int = 0,
+    name: str = "synthetic",
+) -> ImageSet:
+    """Small class-structured CIFAR-shaped data for tests: a smooth random template per class plus noise.
+
+    A model can learn it (classes differ), and it needs no network. Not a benchmark of anything.
+    """
+    if n_per_class < 1 or num_classes < 1 or size < 2 or channels not in (1, 3):
+        raise ValueError("synthetic_dataset needs n_per_class>=1, num_classes>=1, size>=2 and channels in (1, 3)")
+    gen = torch.Generator().manual_seed(seed)
+    coarse = torch.rand(num_classes, channels, 4, 4, generator=gen)
+    templates = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)
+    labels = torch.arange(num_classes).repeat_interleave(n_per_class)
+    x = templates[labels] + noise * torch.randn(len(labels), channels, size, size, generator=gen)
+    perm = torch.randperm(len(labels), generator=gen)
+    return ImageSet(quantize(x[perm].clamp(0, 1)), labels[perm], [f"class{k}" for k in range(num_classes)], name=name)

@@ -1,0 +1,126 @@
+"""Device choice, seeding and mixed precision: decided once, used everywhere."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+def pick_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Return the device to compute on: CUDA when present, else Apple MPS, else CPU.
+
+    `device` may name one explicitly ("cpu", "cuda", "cuda:1"); asking for CUDA on a machine
+    without it is an error rather than a silent fallback.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if not isinstance(device, str):
+        raise TypeError(f"device must be 'auto', a device string or torch.device, got {type(device).__name__}")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was asked for but CUDA is not available here; use device='auto' or 'cpu'"
+        )
+    return dev
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so that runs repeat bit for bit on one device."""
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(int(seed))
+    np.random.seed(int(seed) % 2**32)
+    torch.manual_seed(int(seed))
+
+
+def make_generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
+    """A torch.Generator on `device`, seeded: the one source of randomness of a run."""
+    gen = torch.Generator(device=torch.device(device))
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `device`: bf16 on Ampere+ GPUs, fp16 on older ones, None on CPU.
+
+    bf16 on a T4 (sm_75) fails in some PyTorch versions, so it is used only where the hardware has it.
+    """
+    if device.type != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    if major >= 8 and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def autocast(device: torch.device, enabled: bool = True):
+    """An autocast context for `device` (a no-op on CPU/MPS or when disabled)."""
+    dtype = amp_dtype(device)
+    if not enabled or dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def free_memory_bytes(device: torch.device) -> int | None:
+    """Free memory on a CUDA device in bytes, None elsewhere."""
+    if device.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(device)
+    return int(free)
+
+
+def fit_batch_size(wanted: int, device: torch.device, bytes_per_sample: int, reserve: float = 0.3) -> int:
+    """The largest power-of-two fraction of `wanted` whose activations fit in free GPU memory.
+
+    On CPU the wanted size is returned unchanged. `bytes_per_sample` is an estimate of the
+    activation memory of one sample; `reserve` keeps that fraction of free memory untouched.
+    """
+    if wanted < 1:
+        raise ValueError(f"batch size must be >= 1, got {wanted}")
+    free = free_memory_bytes(device)
+    if free is None:
+        return wanted
+    budget = free * (1.0 - reserve)
+    size = wanted
+    while size > 1 and size * bytes_per_sample > budget:
+        size //= 2
+    return size
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    return "google.colab" in sys.modules
+
+
+def describe_device(device: torch.device | None = None) -> str:
+    """A human-readable line (or a few) about the compute device, with a loud hint on a Colab CPU runtime."""
+    device = device or pick_device()
+    lines = [f"torch {torch.__version__} | device: {device}"]
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        free = free_memory_bytes(device) or 0
+        lines.append(
+            f"GPU: {props.name}, {props.total_memory / 2**30:.1f} GiB total, {free / 2**30:.1f} GiB free, "
+            f"autocast dtype {amp_dtype(device)}"
+        )
+    else:
+        lines.append(f"CPU threads: {torch.get_num_threads()}")
+        if in_colab():
+            lines.append(
+                "!!! This Colab runtime has no GPU. Training will be very slow. "
+                "Use Runtime -> Change runtime type -> T4 GPU, then re-run. !!!"
+            )
+    if os.environ.get("UEL_PROFILE"):
+        lines.append(f"UEL_PROFILE={os.environ['UEL_PROFILE']}")
+    return "\n".join(lines)

@@ -1,0 +1,402 @@
+"""The trainer: data on the device as uint8, batched augmentation, SGD with the papers' schedules.
+
+`train(train_set, test_set, protocol)` returns a `History` with clean test accuracy after every epoch,
+so that final and peak accuracy (and the epoch of the peak) can both be read: a short run is a
+form of early stopping, which is itself a defense (see notebook 02).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .data import ImageSet
+from .device import amp_dtype, autocast, make_generator, pick_device, seed_everything
+from .models import MODELS, FastNet, build_model
+from .profiles import resolve_profile
+
+SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything that defines how a judge is trained: each paper's recipe is one of these."""
+
+    name: str
+    model: str
+    epochs: int
+    batch_size: int
+    lr: float
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "step"
+    step_size: int = 50            # for "step": epochs between decays
+    milestones: tuple[int, ...] = ()  # for "multistep": epochs at which lr *= gamma
+    gamma: float = 0.1
+    warmup: float = 0.23           # for "onecycle": fraction of steps spent warming up
+    lr_start: float = 0.2          # for "onecycle": lr multiplier at step 0
+    lr_end: float = 0.07           # for "onecycle": lr multiplier at the last step
+    crop_padding: int = 4          # random crop with zero padding (0 = off)
+    flip: bool = True
+    cutout: int = 0                # side of the cutout square (0 = off)
+    label_smoothing: float = 0.0
+    grad_clip: float | None = None
+    normalize: bool = True         # standardise inputs with the training set's channel mean/std
+    whiten: bool = True            # fit FastNet's whitening layer on (5,000 of) the training images
+    max_train: int | None = None   # use at most this many training images (class-balanced), for smoke runs
+    max_test: int | None = None
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ValueError(f"protocol {self.name!r}: unknown model {self.model!r}; expected one of {', '.join(MODELS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"protocol {self.name!r}: unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"protocol {self.name!r}: epochs and batch_size must be >= 1")
+        if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError(f"protocol {self.name!r}: need lr > 0, weight_decay >= 0 and 0 <= momentum < 1")
+        if self.crop_padding < 0 or self.cutout < 0:
+            raise ValueError(f"protocol {self.name!r}: crop_padding and cutout must be >= 0")
+
+    def with_(self, **changes) -> Protocol:
+        """A copy with some fields changed, e.g. `get_protocol('quick').with_(epochs=3)`."""
+        unknown = set(changes) - set(self.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown protocol fields {sorted(unknown)}; known: {sorted(self.__dataclass_fields__)}")
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROTOCOLS: dict[str, Protocol] = {
+    # The AR paper's victim training (peers_and_protocols.md §4, row "AR").
+    "paper-resnet18": Protocol("paper-resnet18", "resnet18", epochs=100, batch_size=128, lr=0.1, momentum=0.9,
+                               weight_decay=5e-4, schedule="step", step_size=50, gamma=0.1, whiten=False),
+    # A GPU judge in the airbench spirit: whitening, one-cycle-like schedule, mild augmentation.
+    "fast": Protocol("fast", "fastnet", epochs=12, batch_size=512, lr=0.2, nesterov=True, weight_decay=5e-4,
+                     schedule="onecycle", crop_padding=2),
+    # A laptop-CPU judge: minutes on 2 cores, the same ideas with narrower layers.
+    "quick": Protocol("quick", "fastnet-small", epochs=6, batch_size=256, lr=0.2, nesterov=True, weight_decay=5e-4,
+                      schedule="onecycle", crop_padding=2),
+    # Seconds: what CI runs in every notebook. Says nothing about accuracy.
+    "smoke": Protocol("smoke", "smallcnn", epochs=2, batch_size=64, lr=0.05, nesterov=True, weight_decay=5e-4,
+                      schedule="constant", crop_padding=2, max_train=512, max_test=512),
+}
+
+PROFILE_PROTOCOL = {"smoke": "smoke", "quick": "quick", "paper": "paper-resnet18"}
+
+
+def get_protocol(name: str | Protocol | None = None, **overrides) -> Protocol:
+    """A named protocol (or the one of the current profile when `name` is None), with optional overrides."""
+    if isinstance(name, Protocol):
+        proto = name
+    else:
+        if name is None:
+            name = PROFILE_PROTOCOL[resolve_profile(None)]
+        if name not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
+        proto = PROTOCOLS[name]
+    return proto.with_(**overrides) if overrides else proto
+
+
+def protocol_for_profile(profile: str | None = None) -> Protocol:
+    """The judge protocol that goes with a profile: smoke -> smoke, quick -> quick, paper -> paper-resnet18."""
+    return PROTOCOLS[PROFILE_PROTOCOL[resolve_profile(profile)]]
+
+
+# --- learning-rate schedules -----------------------------------------------------------------------
+
+def lr_multiplier(protocol: Protocol, step: int, steps_per_epoch: int) -> float:
+    """The factor applied to the base lr at optimiser step `step` (0-based)."""
+    total = protocol.epochs * steps_per_epoch
+    epoch = step // steps_per_epoch
+    s = protocol.schedule
+    if s == "constant":
+        return 1.0
+    if s == "step":
+        return protocol.gamma ** (epoch // protocol.step_size)
+    if s == "multistep":
+        return protocol.gamma ** sum(epoch >= m for m in protocol.milestones)
+    if s == "cosine":  # stepped once per epoch, like CosineAnnealingLR(T_max=epochs)
+        return 0.5 * (1.0 + math.cos(math.pi * epoch / protocol.epochs))
+    # onecycle: linear from lr_start to 1 over `warmup` of the steps, then linear to lr_end
+    peak = max(1, int(protocol.warmup * total))
+    if step < peak:
+        return protocol.lr_start + (1.0 - protocol.lr_start) * step / peak
+    return 1.0 + (protocol.lr_end - 1.0) * (step - peak) / max(1, total - peak)
+
+
+# --- on-device batched augmentation ------------------------------------------------------------------
+
+def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
+    """Per-sample random crop of a zero-padded batch (RandomCrop(size, padding) for a whole batch at once)."""
+    if padding == 0:
+        return x
+    n, c, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=gen.device).to(x.device)
+    dx = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=gen.device).to(x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n,1,h,1
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n,1,1,w
+    idx_n = torch.arange(n, device=x.device)[:, None, None, None]
+    idx_c = torch.arange(c, device=x.device)[None, :, None, None]
+    return padded[idx_n, idx_c, rows, cols]
+
+
+def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Horizontal flip of a random half of the batch."""
+    mask = torch.rand(x.shape[0], generator=gen, device=gen.device).to(x.device) < 0.5
+    return torch.where(mask[:, None, None, None], x.flip(3), x)
+
+
+def random_cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+    """Zero a size x size square at a random centre of each image (DeVries & Taylor's cutout)."""
+    n, _, h, w = x.shape
+    cy = torch.randint(0, h, (n,), generator=gen, device=gen.device).to(x.device)
+    cx = torch.randint(0, w, (n,), generator=gen, device=gen.device).to(x.device)
+    ys = torch.arange(h, device=x.device)[None, :]
+    xs = torch.arange(w, device=x.device)[None, :]
+    in_y = ((ys - (cy[:, None] - size // 2)) >= 0) & ((ys - (cy[:, None] - size // 2)) < size)
+    in_x = ((xs - (cx[:, None] - size // 2)) >= 0) & ((xs - (cx[:, None] - size // 2)) < size)
+    mask = in_y[:, :, None] & in_x[:, None, :]
+    return x.masked_fill(mask[:, None], 0.0)
+
+
+def augment(x: torch.Tensor, protocol: Protocol, gen: torch.Generator) -> torch.Tensor:
+    """The protocol's training augmentation (crop, flip, cutout) on a float batch, on its device."""
+    x = random_crop(x, protocol.crop_padding, gen)
+    if protocol.flip:
+        x = random_flip(x, gen)
+    if protocol.cutout:
+        x = random_cutout(x, protocol.cutout, gen)
+    return x
+
+
+# --- History -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class History:
+    """Per-epoch curves of one training run, and its final and peak clean test accuracy."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+    epoch_time: list[float] = field(default_factory=list)
+    wall_time: float = 0.0
+    config: dict = field(default_factory=dict)
+
+    @property
+    def epochs(self) -> int:
+        return len(self.test_acc)
+
+    @property
+    def final_acc(self) -> float:
+        return self.test_acc[-1] if self.test_acc else float("nan")
+
+    @property
+    def peak_acc(self) -> float:
+        return max(self.test_acc) if self.test_acc else float("nan")
+
+    @property
+    def peak_epoch(self) -> int:
+        """1-based epoch at which the clean test accuracy peaked (first one on ties)."""
+        if not self.test_acc:
+            return 0
+        return 1 + max(range(len(self.test_acc)), key=lambda i: (self.test_acc[i], -i))
+
+    def summary(self) -> dict:
+        return {"final_acc": self.final_acc, "peak_acc": self.peak_acc, "peak_epoch": self.peak_epoch,
+                "epochs": self.epochs, "wall_time": self.wall_time}
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), **self.summary()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        return cls(**{k: d[k] for k in ("train_loss", "train_acc", "test_acc", "epoch_time", "wall_time", "config")})
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2))
+        return path
+
+
+# --- training and evaluation ----------------------------------------------------------------------------
+
+
+def channel_stats(images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (in [0,1] units) of uint8 images, computed in chunks to bound memory."""
+    c = images_u8.shape[1]
+    s = torch.zeros(c, dtype=torch.float64, device=images_u8.device)
+    s2 = torch.zeros(c, dtype=torch.float64, device=images_u8.device)
+    for chunk in images_u8.split(8192):
+        x = chunk.double() / 255.0
+        s += x.sum((0, 2, 3))
+        s2 += (x * x).sum((0, 2, 3))
+    n = images_u8.shape[0] * images_u8.shape[2] * images_u8.shape[3]
+    mean = s / n
+    std = (s2 / n - mean**2).clamp_min(1e-12).sqrt()
+    return mean.float(), std.float()
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std as the model's first layer, so a trained model takes raw [0,1] images."""
+
+    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("mean", mean.view(1, -1, 1, 1).clone())
+        self.register_buffer("std", std.view(1, -1, 1, 1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: ImageSet, device: torch.device | str | None = None, batch_size: int = 1024
+             ) -> float:
+    """Accuracy (in [0,1]) of `model` on `data`, without augmentation."""
+    device = pick_device(device or next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    correct = 0
+    for xb, yb in zip(data.images.split(batch_size), data.labels.split(batch_size), strict=True):
+        x = xb.to(device, non_blocking=True).float().div_(255.0)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(device):
+            logits = model(x)
+        correct += int((logits.argmax(1) == yb.to(device)).sum())
+    model.train(was_training)
+    return correct / max(1, len(data))
+
+
+def _check_compatible(train_set: ImageSet, test_set: ImageSet) -> None:
+    if not isinstance(train_set, ImageSet) or not isinstance(test_set, ImageSet):
+        raise TypeError("train() takes ImageSets; load them with uel_helpers.load_dataset(...)")
+    if train_set.shape != test_set.shape:
+        raise ValueError(f"train images are {train_set.shape} but test images are {test_set.shape}; they must match")
+    if train_set.num_classes != test_set.num_classes:
+        raise ValueError(f"train set has {train_set.num_classes} classes, test set {test_set.num_classes}")
+
+
+def train(
+    train_set: ImageSet,
+    test_set: ImageSet,
+    protocol: str | Protocol | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = "auto",
+    model: nn.Module | None = None,
+    quiet: bool = False,
+    on_epoch: Callable[[int, History], None] | None = None,
+    return_model: bool = False,
+) -> History | tuple[History, nn.Module]:
+    """Train a judge on `train_set` and measure clean accuracy on `test_set` after every epoch.
+
+    protocol: a name from PROTOCOLS (or a Protocol); None = the current profile's protocol.
+    model: an untrained nn.Module to use instead of `protocol.model`.
+    Same seed on the same device gives the same History.
+    """
+    proto = get_protocol(protocol)
+    _check_compatible(train_set, test_set)
+    dev = pick_device(device)
+    seed_everything(seed)
+    if proto.max_train is not None and len(train_set) > proto.max_train:
+        per_class = max(1, proto.max_train // train_set.num_classes)
+        train_set = train_set.take_per_class(per_class, seed=seed)
+    if proto.max_test is not None and len(test_set) > proto.max_test:
+        test_set = test_set.take_per_class(max(1, proto.max_test // test_set.num_classes), seed=seed)
+
+    c, h, w = train_set.shape
+    net = model if model is not None else build_model(proto.model, c, train_set.num_classes, (h, w))
+    if isinstance(net, FastNet) and proto.whiten:
+        gen_cpu = torch.Generator().manual_seed(seed)
+        pick = torch.randperm(len(train_set), generator=gen_cpu)[:5000]
+        net.fit_whitening(train_set.images[pick].float() / 255.0)
+    if proto.normalize:
+        mean, std = channel_stats(train_set.images)
+        net = nn.Sequential(Normalize(mean, std), net)
+    net = net.to(dev)
+    if dev.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+
+    # The whole training split lives on the device as uint8 (4x smaller than float).
+    x_train = train_set.images.to(dev)
+    y_train = train_set.labels.to(dev)
+    gen = make_generator(seed, dev if dev.type == "cuda" else "cpu")
+    order_gen = torch.Generator().manual_seed(seed)
+
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=proto.lr, momentum=proto.momentum, nesterov=proto.nesterov and proto.momentum > 0,
+                          weight_decay=proto.weight_decay)
+    use_scaler = amp_dtype(dev) == torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if dev.type == "cuda" else None
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=proto.label_smoothing)
+
+    n = len(train_set)
+    steps_per_epoch = max(1, n // proto.batch_size)  # drop the last partial batch, as the papers' loaders do
+    if n < proto.batch_size:
+        steps_per_epoch = 1
+    hist = History(config={"protocol": proto.to_dict(), "seed": seed, "device": str(dev), "train_set": train_set.name,
+                           "n_train": n, "n_test": len(test_set)})
+    bar = tqdm(range(proto.epochs), desc=f"train {proto.name}", disable=quiet or None, leave=True)
+    start = time.perf_counter()
+    step = 0
+    for epoch in bar:
+        t0 = time.perf_counter()
+        net.train()
+        perm = torch.randperm(n, generator=order_gen).to(dev)
+        tot_loss = torch.zeros((), device=dev)
+        tot_correct = torch.zeros((), device=dev, dtype=torch.int64)
+        seen = 0
+        for i in range(steps_per_epoch):
+            idx = perm[i * proto.batch_size:(i + 1) * proto.batch_size]
+            xb = augment(x_train[idx].float().div_(255.0), proto, gen)
+            yb = y_train[idx]
+            if dev.type == "cuda":
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            for group in opt.param_groups:
+                group["lr"] = proto.lr * lr_multiplier(proto, step, steps_per_epoch)
+            with autocast(dev):
+                logits = net(xb)
+                loss = loss_fn(logits.float(), yb)
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None and use_scaler:
+                scaler.scale(loss).backward()
+                if proto.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(params, proto.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                if proto.grad_clip:
+                    nn.utils.clip_grad_norm_(params, proto.grad_clip)
+                opt.step()
+            step += 1
+            tot_loss += loss.detach() * len(idx)
+            tot_correct += (logits.detach().argmax(1) == yb).sum()
+            seen += len(idx)
+        hist.train_loss.append(float(tot_loss) / seen)
+        hist.train_acc.append(int(tot_correct) / seen)
+        hist.test_acc.append(evaluate(net, test_set, dev, proto.eval_batch_size))
+        hist.epoch_time.append(time.perf_counter() - t0)
+        bar.set_postfix(loss=f"{hist.train_loss[-1]:.3f}", train=f"{hist.train_acc[-1]:.3f}",
+                        test=f"{hist.test_acc[-1]:.3f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, hist)
+    hist.wall_time = time.perf_counter() - start
+    return (hist, net) if return_model else hist
