@@ -88,7 +88,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "fast": Protocol("fast", "fastnet", epochs=12, batch_size=512, lr=0.2, nesterov=True, weight_decay=5e-4,
                      schedule="onecycle", crop_padding=2),
     # A laptop-CPU judge: minutes on 2 cores, the same ideas with narrower layers.
-    "quick": Protocol("quick", "fastnet-small", epochs=6, batch_size=256, lr=0.2, nesterov=True, weight_decay=5e-4,
+    "quick": Protocol("quick", "fastnet-small", epochs=4, batch_size=256, lr=0.2, nesterov=True, weight_decay=5e-4,
                       schedule="onecycle", crop_padding=2),
     # Seconds: what CI runs in every notebook. Says nothing about accuracy.
     "smoke": Protocol("smoke", "smallcnn", epochs=2, batch_size=64, lr=0.05, nesterov=True, weight_decay=5e-4,
@@ -135,7 +135,7 @@ def lr_multiplier(protocol: Protocol, step: int, steps_per_epoch: int) -> float:
     peak = max(1, int(protocol.warmup * total))
     if step < peak:
         return protocol.lr_start + (1.0 - protocol.lr_start) * step / peak
-    return 1.0 + (protocol.lr_end - 1.0) * (step - peak) / max(1, total - peak)
+    return 1.0 + (protocol.lr_end - 1.0) * min(1.0, (step - peak) / max(1, total - 1 - peak))
 
 
 # --- on-device batched augmentation ------------------------------------------------------------------

@@ -1,0 +1,63 @@
+"""Device choice, seeding, profiles and the memory-aware batch size."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from uel_helpers.device import amp_dtype, describe_device, fit_batch_size, make_generator, pick_device, seed_everything
+from uel_helpers.notebook import notebook_setup
+from uel_helpers.profiles import default_profile, resolve_profile
+
+
+def test_pick_device_cpu_and_errors():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")
+    with pytest.raises(TypeError):
+        pick_device(3)
+
+
+def test_seed_repeats():
+    seed_everything(5)
+    a = torch.rand(3)
+    seed_everything(5)
+    assert torch.equal(a, torch.rand(3))
+    assert torch.equal(torch.rand(2, generator=make_generator(1)), torch.rand(2, generator=make_generator(1)))
+    with pytest.raises(TypeError):
+        seed_everything("1")
+
+
+def test_cpu_has_no_autocast_and_keeps_batch():
+    cpu = torch.device("cpu")
+    assert amp_dtype(cpu) is None
+    assert fit_batch_size(512, cpu, bytes_per_sample=10**9) == 512
+    with pytest.raises(ValueError):
+        fit_batch_size(0, cpu, 1)
+
+
+def test_profiles(monkeypatch):
+    expected = "paper" if torch.cuda.is_available() else "quick"
+    assert default_profile() == expected
+    monkeypatch.setenv("UEL_PROFILE", "smoke")
+    assert default_profile() == "smoke" and resolve_profile(None) == "smoke"
+    assert resolve_profile("paper") == "paper"
+    with pytest.raises(ValueError, match="unknown profile"):
+        resolve_profile("tiny")
+
+
+def test_notebook_setup_reports(capsys, monkeypatch):
+    cfg = notebook_setup("smoke", seed=3)
+    out = capsys.readouterr().out
+    assert cfg.profile == "smoke" and cfg.seed == 3 and "device" in out and "profile: smoke" in out
+    assert "torch" in describe_device(torch.device("cpu"))
+
+
+def test_colab_cpu_hint(monkeypatch):
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    assert "Change runtime type" in describe_device(torch.device("cpu"))
