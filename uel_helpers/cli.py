@@ -36,7 +36,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         protocol = protocol.with_(epochs=args.epochs)
     device = pick_device(args.device)
     print(describe_device(device))
-    print(f"dataset: {dataset} | protocol: {protocol.name} ({protocol.model}, {protocol.epochs} epochs) | seed {args.seed}")
+    print(f"dataset: {dataset} | protocol: {protocol.name} ({protocol.model}, {protocol.epochs} epochs)"
+          f" | seed {args.seed}")
     t0 = time.perf_counter()
     train_set = load_dataset(dataset, "train")
     test_set = load_dataset(dataset, "test")

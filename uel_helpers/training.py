@@ -59,7 +59,9 @@ class Protocol:
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
-            raise ValueError(f"protocol {self.name!r}: unknown model {self.model!r}; expected one of {', '.join(MODELS)}")
+            raise ValueError(
+                f"protocol {self.name!r}: unknown model {self.model!r}; expected one of {', '.join(MODELS)}"
+            )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"protocol {self.name!r}: unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
         if self.epochs < 1 or self.batch_size < 1:
