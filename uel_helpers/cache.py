@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
 import torch
 
 from .notebook import cache_dir
@@ -28,6 +29,8 @@ def _jsonable(value):
         return [_jsonable(v) for v in value]
     if isinstance(value, torch.Tensor):
         return tensor_fingerprint(value)
+    if isinstance(value, np.ndarray):
+        return tensor_fingerprint(torch.from_numpy(np.ascontiguousarray(value)))
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     if hasattr(value, "item"):

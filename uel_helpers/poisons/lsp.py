@@ -1,0 +1,129 @@
+"""LSP: linearly separable perturbations (Yu et al., "Availability Attacks Create Shortcuts", KDD 2022).
+
+Synthetic Gaussian clusters, one per class, are drawn in a low-dimensional space, blown up to
+piecewise-constant image patches and added to the training images: the noise alone is linearly
+separable by class, so it is a shortcut a network learns instead of the images. Settings follow
+APBench (`lafeat/apbench:attack/lsp_poisons.py@9a6fb91`, sheet 01 §7):
+
+1. A grid of patches: patch p = 8 for 32×32 images, so a 4×4 grid; features d = grid² · C (48 for CIFAR).
+2. scikit-learn `make_classification(n_samples, n_features=d, n_informative=d, n_redundant=0,
+   n_repeated=0, n_classes=K, class_sep=10, flip_y=0, n_clusters_per_class=1)`.
+3. Each sample is reshaped to (grid, grid, C) (APBench's channels-last order) and each value fills its
+   p×p block.
+4. Each sample is scaled to L2 norm (6/255)·√(C·H·W) over all C·H·W entries (≈ 1.304 for CIFAR).
+5. Class c's training images, in dataset order, take the first n_c synthetic samples with label c;
+   x̃ = clip(x + s), stored with truncation `floor(255·x̃)`, the reference rule (01 §1.2) and therefore
+   this attack's default `rounding="truncate"`, unlike the package-wide "round".
+
+Deviations and package choices (stated):
+
+- SEEDED: `random_state=seed`. APBench passes no random_state, so every run there gives another poison.
+- Any image size: with `patch=None` the grid is always 4×4 and the patch is H // 4 (8 for 32×32,
+  7 for 28×28 Fashion-MNIST); when a side is not a multiple of 4 the blocks are near-equal bands by
+  integer division (as in `regions.band_edges`). An explicit `patch` must divide H and W (APBench uses
+  32 for 224×224, a 7×7 grid; the 4×4 default would give 56).
+- n_samples = K · max_c n_c, which is APBench's N for a class-balanced set (CIFAR) and guarantees
+  enough samples of every class for an unbalanced one.
+- The norm is computed in float64 on the block values weighted by block area (exact after upsampling)
+  and the perturbation stored as float32: ‖δ_i‖₂ = eps up to float32 rounding, before clipping.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from sklearn.datasets import make_classification
+
+from ..data import ImageSet
+from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
+from .regions import band_edges, expand_grid
+from .registry import register
+
+_ATTACK = "lsp"
+
+
+def lsp_grid(height: int, width: int, patch: int | None = None) -> tuple[int, int]:
+    """The (rows, cols) of the patch grid: 4×4 when `patch` is None, else (H / patch, W / patch)."""
+    if patch is None:
+        if min(height, width) < 4:
+            raise ValueError(f"{_ATTACK}: images of {height}x{width} are too small for a 4x4 patch grid")
+        return 4, 4
+    if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < 1:
+        raise ValueError(f"{_ATTACK}: patch must be a positive int or None (H // 4), got {patch!r}")
+    if height % patch or width % patch:
+        raise ValueError(f"{_ATTACK}: patch {patch} does not divide {height}x{width} images; "
+                         "use patch=None for a 4x4 grid of near-equal blocks")
+    return height // patch, width // patch
+
+
+def lsp_noise(
+    labels: torch.Tensor, num_classes: int, shape: tuple[int, int, int], *, eps: float, seed: int,
+    patch: int | None = None, class_sep: float = 10.0,
+) -> torch.Tensor:
+    """The sample-wise LSP δ, float32 (N, C, H, W), each with L2 norm `eps` (sheet 01 §7, steps 1–5)."""
+    c, h, w = shape
+    gh, gw = lsp_grid(h, w, patch)
+    d = gh * gw * c
+    labels_np = labels.numpy()
+    counts = np.bincount(labels_np, minlength=num_classes)
+    n_samples = num_classes * int(counts.max())
+    x, y = make_classification(
+        n_samples=n_samples, n_features=d, n_informative=d, n_redundant=0, n_repeated=0,
+        n_classes=num_classes, n_clusters_per_class=1, class_sep=class_sep, flip_y=0.0, random_state=seed,
+    )
+    feats = np.empty((len(labels_np), d), dtype=np.float64)
+    for k in range(num_classes):
+        dst = np.flatnonzero(labels_np == k)  # class k's images in dataset order
+        feats[dst] = x[np.flatnonzero(y == k)[: len(dst)]]  # take the first n_k samples of label k
+    blocks = feats.reshape(-1, gh, gw, c).transpose(0, 3, 1, 2)  # APBench's (grid, grid, C) order → (C, gh, gw)
+    rows, cols = np.diff(band_edges(h, gh)), np.diff(band_edges(w, gw))
+    area = np.outer(rows, cols)  # pixels per block
+    norms = np.sqrt((blocks ** 2 * area).sum(axis=(1, 2, 3)))  # the L2 norm of the upsampled image
+    scale = np.divide(eps, norms, out=np.zeros_like(norms), where=norms > 0)
+    blocks = torch.from_numpy(blocks * scale[:, None, None, None]).float()
+    return expand_grid(blocks, h, w).contiguous()
+
+
+@register(_ATTACK, "LSP: linearly separable class-clustered patch noise (Yu et al., KDD 2022; APBench settings)",
+          "L2 (6/255)*sqrt(CHW) per image (1.304 for CIFAR)")
+def lsp(
+    train_set: ImageSet,
+    *,
+    seed: int = 0,
+    eps: float | None = None,
+    patch: int | None = None,
+    class_sep: float = 10.0,
+    rounding: str = "truncate",
+) -> Poison:
+    """Poison `train_set` with LSP (sheet 01 §7, APBench settings, seeded).
+
+    eps: the per-image L2 norm over all C·H·W values in [0, 1] units; None gives APBench's
+    (6/255)·√(C·H·W) (≈ 1.304 for 3×32×32, ≈ 0.659 for 1×28×28; the value used is in `params["eps"]`).
+    patch: block side (None: a 4×4 grid). class_sep: make_classification's cluster separation.
+    rounding: "truncate" (reference, default) or "round".
+    Returns a Poison with the sample-wise perturbation (N, C, H, W).
+    """
+    check_uint8_imageset(train_set, _ATTACK)
+    if len(train_set) == 0:
+        raise ValueError(f"{_ATTACK}: the training set is empty")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"{_ATTACK}: seed must be an int, got {type(seed).__name__}")
+    if not 0 <= int(seed) < 2**32:
+        raise ValueError(f"{_ATTACK}: seed must be in [0, 2**32) (scikit-learn random_state), got {seed}")
+    if rounding not in ("round", "truncate"):
+        raise ValueError(f"{_ATTACK}: rounding must be 'truncate' (reference) or 'round', got {rounding!r}")
+    if isinstance(class_sep, bool) or not isinstance(class_sep, (int, float)) or not math.isfinite(class_sep) \
+            or class_sep <= 0:
+        raise ValueError(f"{_ATTACK}: class_sep must be a positive number, got {class_sep!r}")
+    shape = train_set.shape
+    if eps is None:
+        eps = 6 / 255 * math.sqrt(math.prod(shape))
+    eps = check_eps(eps, "l2", _ATTACK, shape)
+    delta = lsp_noise(train_set.labels, train_set.num_classes, shape, eps=eps, seed=int(seed), patch=patch,
+                      class_sep=float(class_sep))
+    grid = lsp_grid(shape[1], shape[2], patch)
+    params = {"eps": eps, "patch": patch, "class_sep": float(class_sep), "rounding": rounding}
+    info = {"grid": list(grid), "n_features": grid[0] * grid[1] * shape[0], "seeded": True}
+    return poison_from_delta(_ATTACK, train_set, delta, params, int(seed), rounding=rounding, info=info)

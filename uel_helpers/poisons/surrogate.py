@@ -1,0 +1,265 @@
+"""Surrogate networks for optimisation-based poisons (EM, TAP): building, SGD steps, a training loop.
+
+EM trains its surrogate *while* it crafts the noise (a few SGD steps per round, on the noisy data);
+TAP trains one on the clean data first and then attacks it. Both need the same small pieces, which
+live here so that the attack modules read like their algorithms:
+
+- `default_surrogate_arch`: ResNet-18 at the `paper` profile, a smaller `build_model` network at
+  `quick`/`smoke` (a documented deviation: a laptop CPU cannot run ResNet-18 through these loops).
+- `SurrogateNet`: optional per-channel normalisation, an optional differentiable transform in the
+  normalised space (TAP augments there), then the network. It takes [0,1] pixels.
+- `SGDStepper`: one optimiser step with mixed precision (GradScaler for fp16) and grad-norm clipping.
+- `train_surrogate`: a plain training loop without a test set (SGD, multi-step schedule, augmentation).
+- `surrogate_metrics`: mean cross-entropy and accuracy of a surrogate on given float images.
+- `deterministic_backend`, `frozen`: context managers for bitwise repeatability and input-only gradients.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..data import ImageSet
+from ..device import amp_dtype, autocast
+from ..models import MODELS, FastNet, build_model
+from ..training import Normalize, channel_stats
+
+# The network each profile uses as a surrogate. `paper` is the papers' CIFAR ResNet-18; the smaller
+# ones are deviations for CPUs (FastNet needs images of at least 16x16, SmallCNN takes any size).
+PAPER_SURROGATE = "resnet18"
+SMALL_SURROGATE = "fastnet-small"
+TINY_SURROGATE = "smallcnn"
+
+
+def default_surrogate_arch(profile: str, image_size: tuple[int, int]) -> str:
+    """`resnet18` at `paper`; `fastnet-small` at `quick`/`smoke` (`smallcnn` for images under 16 px)."""
+    if profile == "paper":
+        return PAPER_SURROGATE
+    return SMALL_SURROGATE if min(image_size) >= MODELS[SMALL_SURROGATE][1] else TINY_SURROGATE
+
+
+def check_surrogate_arch(arch: str, attack: str) -> str:
+    """A surrogate must be a `build_model` name; anything else is a ValueError naming the choices."""
+    if arch not in MODELS:
+        raise ValueError(f"{attack}: unknown surrogate {arch!r}; expected one of {', '.join(MODELS)}")
+    return arch
+
+
+class SurrogateNet(nn.Module):
+    """[0,1] pixels -> (normalise) -> (transform, e.g. TAP's differentiable augmentation) -> network.
+
+    The transform is applied in the *normalised* space, as in the TAP code, so that its zero padding
+    means "the dataset's mean colour" there; without normalisation it means black.
+    """
+
+    def __init__(self, net: nn.Module, normalize: Normalize | None = None) -> None:
+        super().__init__()
+        self.normalize = normalize if normalize is not None else nn.Identity()
+        self.net = net
+
+    def forward(self, x: torch.Tensor, transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        z = self.normalize(x)
+        if transform is not None:
+            z = transform(z)
+        return self.net(z)
+
+
+def build_surrogate(arch: str, ds: ImageSet, *, seed: int, device: torch.device, normalize: bool) -> SurrogateNet:
+    """A freshly initialised surrogate for `ds` (init seeded by `seed`; global RNG state left untouched).
+
+    FastNet's frozen whitening layer is fitted on (up to 5,000) clean images; with `normalize` the
+    network is preceded by the clean set's per-channel mean/std.
+    """
+    c, h, w = ds.shape
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        net = build_model(arch, c, ds.num_classes, (h, w))
+    if isinstance(net, FastNet):
+        gen = torch.Generator().manual_seed(int(seed))
+        pick = torch.randperm(len(ds), generator=gen)[:5000]
+        net.fit_whitening(ds.images[pick].float() / 255.0)
+    norm = Normalize(*channel_stats(ds.images)) if normalize else None
+    return SurrogateNet(net, norm).to(device)
+
+
+def sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float = 5e-4, nesterov: bool = False
+        ) -> torch.optim.SGD:
+    """SGD over the trainable parameters (FastNet keeps some frozen)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                           nesterov=nesterov and momentum > 0)
+
+
+class SGDStepper:
+    """One optimiser step from a loss: backward (scaled for fp16), optional grad-norm clip, step."""
+
+    def __init__(self, opt: torch.optim.Optimizer, device: torch.device, amp: bool, grad_clip: float | None = None
+                 ) -> None:
+        self.opt = opt
+        self.grad_clip = grad_clip
+        self.params = [p for g in opt.param_groups for p in g["params"]]
+        fp16 = amp and amp_dtype(device) == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if self.grad_clip:
+                self.scaler.unscale_(self.opt)
+                nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if self.grad_clip:
+                nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            self.opt.step()
+
+
+def multistep_milestones(epochs: int) -> tuple[int, ...]:
+    """The TAP/Witches'-Brew "conservative" milestones: epochs // 2.667, // 1.6, // 1.142 ([14, 25, 35] for 40)."""
+    return tuple(int(epochs / d) for d in (2.667, 1.6, 1.142))
+
+
+def train_surrogate(
+    model: SurrogateNet,
+    images_u8: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    gen: torch.Generator,
+    order_gen: torch.Generator,
+    momentum: float = 0.9,
+    nesterov: bool = True,
+    weight_decay: float = 5e-4,
+    milestones: tuple[int, ...] = (),
+    gamma: float = 0.1,
+    augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None = None,
+    amp: bool = True,
+    quiet: bool = False,
+    desc: str = "surrogate",
+) -> list[float]:
+    """Train `model` in place on uint8 images (already on its device); returns the per-epoch train accuracy.
+
+    Shuffled every epoch (order from `order_gen`, a CPU generator), last partial batch dropped (as
+    torch loaders with drop_last do), lr multiplied by `gamma` at each epoch in `milestones`.
+    `augment(z, gen)` is applied in the model's normalised space (see `SurrogateNet`).
+    """
+    device = images_u8.device
+    opt = sgd(model, lr, momentum, weight_decay, nesterov)
+    stepper = SGDStepper(opt, device, amp)
+    n = len(images_u8)
+    steps = max(1, n // batch_size)
+    accs: list[float] = []
+    bar = tqdm(range(epochs), desc=desc, disable=quiet or None, leave=False)
+    for epoch in bar:
+        for group in opt.param_groups:
+            group["lr"] = lr * gamma ** sum(epoch >= m for m in milestones)
+        model.train()
+        perm = torch.randperm(n, generator=order_gen).to(device)
+        correct = torch.zeros((), dtype=torch.int64, device=device)
+        seen = 0
+        for i in range(steps):
+            idx = perm[i * batch_size:(i + 1) * batch_size]
+            x, y = images_u8[idx].float().div_(255.0), labels[idx]
+            transform = (lambda z: augment(z, gen)) if augment is not None else None
+            with autocast(device, amp):
+                logits = model(x, transform)
+            loss = F.cross_entropy(logits.float(), y)
+            stepper.step(loss)
+            correct += (logits.detach().argmax(1) == y).sum()
+            seen += len(idx)
+        accs.append(int(correct) / max(1, seen))
+        bar.set_postfix(train_acc=f"{accs[-1]:.3f}")
+    model.eval()
+    return accs
+
+
+@torch.no_grad()
+def surrogate_metrics(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024
+                      ) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` in eval mode on float images `x` in [0,1]."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    loss_sum, correct = 0.0, 0
+    for xb, yb in zip(x.split(batch_size), labels.split(batch_size), strict=True):
+        logits = model(xb.to(device)).float()
+        yb = yb.to(device)
+        loss_sum += float(F.cross_entropy(logits, yb, reduction="sum"))
+        correct += int((logits.argmax(1) == yb).sum())
+    model.train(was_training)
+    n = max(1, len(x))
+    return loss_sum / n, correct / n
+
+
+def diagnostic_indices(n: int, limit: int = 2048) -> torch.Tensor:
+    """The images on which attack diagnostics are measured: the first `limit` (all of a small set)."""
+    return torch.arange(min(n, limit))
+
+
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode and no parameter gradients (for input-gradient attacks); restores both afterwards."""
+    was_training = model.training
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    model.eval()
+    for p, _ in flags:
+        p.requires_grad_(False)
+    try:
+        yield model
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
+@contextlib.contextmanager
+def deterministic_backend(device: torch.device) -> Iterator[None]:
+    """On CUDA, deterministic cuDNN algorithms and no autotuning for the duration; restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    old = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
+
+
+def scaled_loss_for_grad(loss: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:
+    """Scale a loss before an input gradient under fp16 so tiny gradients do not underflow to 0.
+
+    Only the sign of the gradient is used by EM and TAP, so a constant factor changes nothing else.
+    """
+    return loss * 1024.0 if amp and amp_dtype(device) == torch.float16 else loss
+
+
+def check_positive_int(value: int, name: str, attack: str) -> int:
+    """`value` must be an int >= 1 (bools refused); ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attack}: {name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def check_fraction(value: float, name: str, attack: str, low_open: bool = True, high_open: bool = False) -> float:
+    """`value` must be a finite number in (0, 1] (bounds configurable); ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{attack}: {name} must be a number, got {value!r}")
+    lo_bad = value <= 0 if low_open else value < 0
+    hi_bad = value >= 1 if high_open else value > 1
+    if lo_bad or hi_bad:
+        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
+        raise ValueError(f"{attack}: {name} must lie in {lo}0, 1{hi}, got {value}")
+    return float(value)
