@@ -21,18 +21,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
-import os
-import platform
-import shlex
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torchvision
+from bench_common import RESULTS, command_line, load_average, machine_lines, record
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -42,12 +38,6 @@ from uel_helpers.device import amp_dtype, autocast, make_generator, pick_device,
 from uel_helpers.models import FastNet, build_model
 from uel_helpers.training import Normalize, augment, channel_stats, get_protocol, train
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
-RESULTS_HEADER = """# Benchmark results
-
-Results of the scripts in `benchmarks/`, newest last. Each section names the script, the exact
-command, and the machine it ran on; numbers from different machines are not comparable.
-"""
 MODEL_CHOICES = ("resnet18", "fastnet", "fastnet-small", "smallcnn")
 # Crop 4 + flip: the augmentation of the papers' ResNet-18 recipe, and of the torchvision pipeline below.
 AUG = get_protocol("paper-resnet18")
@@ -264,62 +254,6 @@ def fastnet_plateau(dev: torch.device) -> list[str]:
     for i, (acc, t) in enumerate(zip(hist.test_acc, elapsed, strict=True)):
         lines.append(f"| {i + 1} | {100 * acc:.2f} | {t:.1f} |")
     return lines
-
-
-# --- machine description and recording ------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def load_average() -> float:
-    """The 1-minute load average: other processes on the machine skew CPU timings, so it is recorded."""
-    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-
-
-def machine_lines(dev: torch.device, load_before: float) -> list[str]:
-    """Markdown bullets describing the machine, so that recorded numbers can be compared fairly."""
-    cores = os.cpu_count()
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else cores
-    lines = [
-        f"- CPU: {cpu_model()}, {cores} cores ({usable} usable), "
-        f"torch intra-op threads {torch.get_num_threads()}",
-        f"- torch {torch.__version__}, torchvision {torchvision.__version__}, "
-        f"Python {platform.python_version()}, {platform.system()} {platform.machine()}",
-        f"- 1-minute load average: {load_before:.2f} before the run, {load_average():.2f} after",
-    ]
-    if dev.type == "cuda":
-        props = torch.cuda.get_device_properties(dev)
-        lines.append(f"- device: cuda ({props.name}, {props.total_memory / 2**30:.0f} GiB, "
-                     f"autocast {amp_dtype(dev)})")
-    else:
-        lines.append(f"- device: {dev.type}")
-    return lines
-
-
-def command_line() -> str:
-    """The command as typed, for the record (interpreter path relative to the working directory)."""
-    exe = Path(sys.executable)
-    try:
-        exe = exe.relative_to(Path.cwd())
-    except ValueError:
-        pass
-    return shlex.join([str(exe), *sys.argv])
-
-
-def record(lines: list[str]) -> None:
-    """Append a section to RESULTS.md, creating it with its header first."""
-    text = RESULTS.read_text() if RESULTS.exists() else RESULTS_HEADER
-    RESULTS.write_text(text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n")
-    print(f"recorded in {RESULTS}", file=sys.stderr)
 
 
 # --- main --------------------------------------------------------------------------------------------

@@ -300,7 +300,7 @@ def _ops_reference(images: np.ndarray, labels: np.ndarray, num_classes: int) -> 
 
 def test_ops_matches_literal_search():
     ds = synthetic_dataset(n_per_class=6, num_classes=4, channels=3, size=6, noise=0.3, seed=5)
-    found = pixel_search(ds.images, ds.labels, 4)
+    found = pixel_search(ds.images, ds.labels, 4, seed=None)  # first-pair ties, as the loop
     ref = _ops_reference(ds.images.numpy(), ds.labels.numpy(), 4)
     for k, ((r, c), v) in enumerate(ref):
         assert tuple(found["pixels"][k]) == (r, c) and tuple(found["colours"][k]) == v
@@ -325,11 +325,17 @@ def test_ops_one_classwise_pixel_per_image(channels, size, classes):
 
 def test_ops_degenerate_and_too_many_classes(tmp_path):
     flat = _flat_gray(num_classes=3, per_class=2, shape=(1, 4, 4), value=0)
-    p = ops(flat)  # constant black images: white anywhere scores +inf; first positions win
-    assert p.info["pixels"] == [[0, 0], [0, 1], [0, 2]] and p.info["colours"] == [[1], [1], [1]]
+    found = pixel_search(flat.images, flat.labels, 3, seed=None)  # white anywhere scores +inf: first wins
+    assert found["pixels"].tolist() == [[0, 0], [0, 1], [0, 2]] and found["colours"].tolist() == [[1], [1], [1]]
+    p = ops(flat, seed=0)  # seeded ties: distinct white pixels, the same ones for the same seed
+    assert p.info["colours"] == [[1], [1], [1]] and len({tuple(px) for px in p.info["pixels"]}) == 3
+    assert ops(flat, seed=0).info == p.info
     assert p.info["scores"] == [math.inf] * 3
     back = Poison.load(p.save(tmp_path / "ops.npz"), clean=flat)  # inf survives the JSON header
     assert back.info == p.info and torch.equal(back.perturbation, p.perturbation)
+    spread = [ops(_flat_gray(num_classes=3, per_class=2, shape=(1, 16, 16), value=0), seed=s).info["pixels"]
+              for s in range(4)]
+    assert any(px != [[0, 0], [0, 1], [0, 2]] for px in spread)  # not the top-left corner every time
     tiny = _flat_gray(num_classes=9, per_class=1, shape=(1, 2, 2))
     with pytest.raises(ValueError, match="distinct"):
         ops(tiny)  # 9 classes, 2×2 pixels × 2 colours = 8 pairs

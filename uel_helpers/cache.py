@@ -83,6 +83,9 @@ def cached(
     root: str | os.PathLike | None = None,
 ) -> T:
     """Return the cached artefact for `config`, building (and saving) it when absent or unreadable."""
+    if suffix == ".json":
+        raise ValueError("cached(): the suffix '.json' is taken by the configuration file beside the artefact; "
+                         "use another, e.g. '.history'")
     if not enabled:
         return build()
     path = cache_path(kind, config, suffix, root)

@@ -17,7 +17,8 @@ from .training import History
 if TYPE_CHECKING:
     from .poisons.base import Poison
 
-__all__ = ["image_grid", "image_rows", "learning_curves", "bar_table", "figure_to_png", "to_display"]
+__all__ = ["image_grid", "image_rows", "learning_curves", "bar_table", "accuracy_heatmap", "figure_to_png",
+           "to_display"]
 
 
 def to_display(images: torch.Tensor) -> np.ndarray:
@@ -126,6 +127,33 @@ def bar_table(values: Mapping[str, float], ylabel: str = "clean test accuracy (%
     ax.set_xticks(x, names, rotation=20, ha="right")
     ax.set(ylabel=ylabel, ylim=(0, 100), title=title)
     ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_heatmap(values: Mapping[tuple[str, str], float], title: str = "",
+                     clean: float | None = None) -> Figure:
+    """Attack (rows) × defense (columns) heatmap of clean test accuracy in %, each cell annotated.
+
+    `values` maps (attack, defense) to a percentage (NaN = not run); `clean`, if given, is drawn as the
+    colour scale's top so that "recovered" reads the same in every figure.
+    """
+    rows = list(dict.fromkeys(a for a, _ in values))
+    cols = list(dict.fromkeys(d for _, d in values))
+    grid = np.full((len(rows), len(cols)), np.nan)
+    for (a, d), v in values.items():
+        grid[rows.index(a), cols.index(d)] = v
+    fig, ax = plt.subplots(figsize=(1.3 + 1.15 * len(cols), 0.9 + 0.45 * len(rows)))
+    top = clean if clean is not None else (np.nanmax(grid) if np.isfinite(grid).any() else 100.0)
+    im = ax.imshow(grid, cmap="RdYlGn", vmin=0, vmax=max(top, 1e-6), aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            text = "-" if np.isnan(grid[i, j]) else f"{grid[i, j]:.1f}"
+            ax.text(j, i, text, ha="center", va="center", fontsize=8)
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_title(title, fontsize=10)
+    fig.colorbar(im, ax=ax, label="clean test accuracy (%)")
     fig.tight_layout()
     return fig
 

@@ -2,7 +2,9 @@
 
 `train(train_set, test_set, protocol)` returns a `History` with clean test accuracy after every epoch,
 so that final and peak accuracy (and the epoch of the peak) can both be read: a short run is a
-form of early stopping, which is itself a defense (see notebook 02).
+form of early stopping, which is itself a defense (see notebook 02). Training-time defenses are protocol
+fields too: CutMix/MixUp (`mix`, `mix_alpha`) and PGD adversarial training (`adv_eps`, `adv_steps`,
+`adv_step_size`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,6 +28,7 @@ from .models import MODELS, FastNet, build_model
 from .profiles import resolve_profile
 
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
+MIXES = ("none", "cutmix", "mixup")
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,12 @@ class Protocol:
     max_train: int | None = None   # use at most this many training images (class-balanced), for smoke runs
     max_test: int | None = None
     eval_batch_size: int = 1024
+    # training-time defenses (set by the defense registry through `with_`)
+    mix: str = "none"              # "none", "cutmix" or "mixup", per batch after the augmentation
+    mix_alpha: float = 1.0         # the mixing ratio is drawn from Beta(mix_alpha, mix_alpha)
+    adv_eps: float = 0.0           # L-inf PGD adversarial training radius in [0,1] pixel units (0 = off; 8/255 usual)
+    adv_steps: int = 10            # PGD steps per batch
+    adv_step_size: float = 2 / 255  # PGD step size (and scale of the random start), pixel units
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -70,6 +80,23 @@ class Protocol:
             raise ValueError(f"protocol {self.name!r}: need lr > 0, weight_decay >= 0 and 0 <= momentum < 1")
         if self.crop_padding < 0 or self.cutout < 0:
             raise ValueError(f"protocol {self.name!r}: crop_padding and cutout must be >= 0")
+        self._check_defenses()
+
+    def _check_defenses(self) -> None:
+        """Reject bad mixing / adversarial-training settings with a message that says what is expected."""
+        if self.mix not in MIXES:
+            raise ValueError(f"protocol {self.name!r}: unknown mix {self.mix!r}; expected one of {MIXES}")
+        if not self.mix_alpha > 0:
+            raise ValueError(f"protocol {self.name!r}: mix_alpha must be > 0 (for Beta(alpha, alpha)), "
+                             f"got {self.mix_alpha}")
+        if not 0 <= self.adv_eps <= 1:
+            raise ValueError(f"protocol {self.name!r}: adv_eps must be in [0, 1] (pixel units, e.g. 8/255; 0 = off), "
+                             f"got {self.adv_eps}")
+        if self.adv_eps > 0 and self.adv_steps < 1:
+            raise ValueError(f"protocol {self.name!r}: adv_steps must be >= 1 when adv_eps > 0, got {self.adv_steps}")
+        if not self.adv_step_size > 0:
+            raise ValueError(f"protocol {self.name!r}: adv_step_size must be > 0 (pixel units, e.g. 2/255), "
+                             f"got {self.adv_step_size}")
 
     def with_(self, **changes) -> Protocol:
         """A copy with some fields changed, e.g. `get_protocol('quick').with_(epochs=3)`."""
@@ -186,6 +213,106 @@ def augment(x: torch.Tensor, protocol: Protocol, gen: torch.Generator) -> torch.
     return x
 
 
+# --- training-time defenses: CutMix / MixUp and PGD adversarial training ------------------------------
+#
+# The standard formulations, one mixing ratio per batch as in the papers' reference code (Yun et al. 2019,
+# Zhang et al. 2018). APBench calls kornia's RandomCutMixV2 / RandomMixUpV2 with default settings instead,
+# which draw the ratio per sample (uniformly, i.e. Beta(1, 1), our default mix_alpha).
+
+MixedBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]
+
+
+def _host_rng(gen: torch.Generator) -> np.random.Generator:
+    """A numpy Generator seeded from `gen`: Beta draws and box corners stay deterministic for the run's seed."""
+    seed = torch.randint(0, 2**62, (1,), generator=gen, device=gen.device)
+    return np.random.default_rng(int(seed))  # one host sync per mixed batch
+
+
+def _partner(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A random permutation of the batch: sample i is mixed with sample perm[i]."""
+    return torch.randperm(n, generator=gen, device=gen.device).to(device)
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator) -> MixedBatch:
+    """MixUp (Zhang et al. 2018): lam*x + (1-lam)*x[perm], lam ~ Beta(alpha, alpha); returns (x, y_a, y_b, lam)."""
+    lam = float(_host_rng(gen).beta(alpha, alpha))
+    perm = _partner(x.shape[0], gen, x.device)
+    return lam * x + (1.0 - lam) * x[perm], y, y[perm], lam
+
+
+def cutmix_box(h: int, w: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """Yun et al.'s rand_bbox: a box of area ~(1-lam)*h*w at a uniform centre, clipped; (y1, y2, x1, x2)."""
+    cut = math.sqrt(1.0 - lam)
+    ch, cw = int(h * cut), int(w * cut)
+    cy, cx = int(rng.integers(h)), int(rng.integers(w))
+    return (min(max(cy - ch // 2, 0), h), min(max(cy + ch // 2, 0), h),
+            min(max(cx - cw // 2, 0), w), min(max(cx + cw // 2, 0), w))
+
+
+def cutmix(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator) -> MixedBatch:
+    """CutMix (Yun et al. 2019): paste a box of x[perm] into x; lam = 1 - box area / image area; (x, y_a, y_b, lam)."""
+    rng = _host_rng(gen)
+    h, w = x.shape[-2:]
+    y1, y2, x1, x2 = cutmix_box(h, w, float(rng.beta(alpha, alpha)), rng)
+    perm = _partner(x.shape[0], gen, x.device)
+    out = x.clone()
+    out[:, :, y1:y2, x1:x2] = x[perm, :, y1:y2, x1:x2]
+    return out, y, y[perm], 1.0 - (y2 - y1) * (x2 - x1) / (h * w)
+
+
+def mix_batch(x: torch.Tensor, y: torch.Tensor, protocol: Protocol, gen: torch.Generator) -> MixedBatch:
+    """The protocol's batch mixing; with mix="none" the batch unchanged and lam = 1 (y_b = y_a)."""
+    if protocol.mix == "cutmix":
+        return cutmix(x, y, protocol.mix_alpha, gen)
+    if protocol.mix == "mixup":
+        return mixup(x, y, protocol.mix_alpha, gen)
+    return x, y, y, 1.0
+
+
+def mixed_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
+               y_a: torch.Tensor, y_b: torch.Tensor, lam: float) -> torch.Tensor:
+    """lam*loss(y_a) + (1-lam)*loss(y_b), the mixing loss; exactly loss(y_a) when lam == 1."""
+    if lam == 1.0:
+        return loss_fn(logits, y_a)
+    return lam * loss_fn(logits, y_a) + (1.0 - lam) * loss_fn(logits, y_b)
+
+
+def mixed_correct(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float) -> torch.Tensor:
+    """Correct predictions on a mixed batch, weighted lam/(1-lam) by the two labels (the usual mixing accuracy)."""
+    pred = logits.argmax(1)
+    if lam == 1.0:
+        return (pred == y_a).sum().float()
+    return lam * (pred == y_a).sum().float() + (1.0 - lam) * (pred == y_b).sum().float()
+
+
+def pgd_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step_size: float,
+               gen: torch.Generator) -> torch.Tensor:
+    """L-inf PGD on [0,1] images (Madry et al.; APBench's MadrysLoss): the batch that adversarial training steps on.
+
+    As APBench: model in eval mode while attacking, random start x + step_size*N(0,1) (not projected; the
+    first step projects), `steps` sign-gradient ascent steps on the cross-entropy, each followed by projection
+    onto the eps-ball around x and clamping to [0,1]. `model` must take raw [0,1] images (it normalises
+    internally). The loss is summed, not averaged, so fp16 autocast gradients do not underflow (the sign is
+    the same). The model's training mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    x = x.detach()
+    noise = torch.randn(x.shape, generator=gen, device=gen.device, dtype=torch.float32).to(x.device)
+    x_adv = x + step_size * noise.to(x.dtype)
+    dev = x.device
+    for _ in range(steps):
+        x_adv.requires_grad_(True)
+        with autocast(dev):
+            logits = model(x_adv)
+        loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, [x_adv])
+        x_adv = x_adv.detach() + step_size * grad.sign()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+    model.train(was_training)
+    return x_adv.detach()
+
+
 # --- History -----------------------------------------------------------------------------------------
 
 
@@ -235,6 +362,11 @@ class History:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=2))
         return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> History:
+        """Read a History written by `save`."""
+        return cls.from_dict(json.loads(Path(path).read_text()))
 
 
 # --- training and evaluation ----------------------------------------------------------------------------
@@ -310,6 +442,8 @@ def train(
 
     protocol: a name from PROTOCOLS (or a Protocol); None = the current profile's protocol.
     model: an untrained nn.Module to use instead of `protocol.model`.
+    Per batch: augment -> PGD (when `protocol.adv_eps` > 0) -> CutMix/MixUp (`protocol.mix`) -> SGD step.
+    `History.train_acc` is measured on those training batches (label-weighted on mixed ones).
     Same seed on the same device gives the same History.
     """
     proto = get_protocol(protocol)
@@ -362,7 +496,7 @@ def train(
         net.train()
         perm = torch.randperm(n, generator=order_gen).to(dev)
         tot_loss = torch.zeros((), device=dev)
-        tot_correct = torch.zeros((), device=dev, dtype=torch.int64)
+        tot_correct = torch.zeros((), device=dev)
         seen = 0
         for i in range(steps_per_epoch):
             idx = perm[i * proto.batch_size:(i + 1) * proto.batch_size]
@@ -370,11 +504,14 @@ def train(
             yb = y_train[idx]
             if dev.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)
+            if proto.adv_eps > 0:  # attack the augmented [0,1] batch; `net` normalises inside
+                xb = pgd_attack(net, xb, yb, proto.adv_eps, proto.adv_steps, proto.adv_step_size, gen)
+            xb, yb, yb_mix, lam = mix_batch(xb, yb, proto, gen)
             for group in opt.param_groups:
                 group["lr"] = proto.lr * lr_multiplier(proto, step, steps_per_epoch)
             with autocast(dev):
                 logits = net(xb)
-                loss = loss_fn(logits.float(), yb)
+                loss = mixed_loss(loss_fn, logits.float(), yb, yb_mix, lam)
             opt.zero_grad(set_to_none=True)
             if scaler is not None and use_scaler:
                 scaler.scale(loss).backward()
@@ -390,10 +527,10 @@ def train(
                 opt.step()
             step += 1
             tot_loss += loss.detach() * len(idx)
-            tot_correct += (logits.detach().argmax(1) == yb).sum()
+            tot_correct += mixed_correct(logits.detach(), yb, yb_mix, lam)
             seen += len(idx)
         hist.train_loss.append(float(tot_loss) / seen)
-        hist.train_acc.append(int(tot_correct) / seen)
+        hist.train_acc.append(float(tot_correct) / seen)
         hist.test_acc.append(evaluate(net, test_set, dev, proto.eval_batch_size))
         hist.epoch_time.append(time.perf_counter() - t0)
         bar.set_postfix(loss=f"{hist.train_loss[-1]:.3f}", train=f"{hist.train_acc[-1]:.3f}",

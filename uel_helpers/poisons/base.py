@@ -115,6 +115,9 @@ class Poison:
         return poison
 
 
+_CHUNK = 4096  # images per float chunk in poison_from_delta
+
+
 def poison_from_delta(
     attack: str,
     clean: ImageSet,
@@ -137,8 +140,14 @@ def poison_from_delta(
         )
     if not torch.isfinite(delta).all():
         raise ValueError(f"{attack}: the perturbation contains NaN or Inf values")
-    per_sample = delta if delta.shape[0] == n else delta[clean.labels]
-    images = quantize((clean.to_float() + per_sample).clamp_(0.0, 1.0), rounding)
+    classwise = delta.shape[0] != n
+    images = torch.empty_like(clean.images)
+    # Chunks keep the float temporaries small (the result is elementwise, so the bytes are the same).
+    for start in range(0, n, _CHUNK):
+        stop = min(start + _CHUNK, n)
+        d = delta[clean.labels[start:stop]] if classwise else delta[start:stop]
+        x = clean.images[start:stop].float().div_(255.0).add_(d).clamp_(0.0, 1.0)
+        images[start:stop] = quantize(x, rounding)
     poisoned = clean.with_images(images, name=f"{clean.name}+{attack}", attack=attack)
     return Poison(attack, poisoned, delta, dict(params), int(seed), dataset_fingerprint(clean), rounding,
                   dict(info or {}))

@@ -24,15 +24,19 @@ Package choices (stated):
 - Degenerate scores, where APBench would divide by zero: std = 0 and mean > 0 (the pixel never varies
   and differs from v in every image: a perfect shortcut) scores +inf; D ≡ 0 (the pixel already is v in
   every image, nothing to learn) scores 0. Already-chosen pairs score −inf, so they can never be chosen
-  again even when every score is 0 (APBench gives them 0). Ties go to the first pair in the order
-  (row, col, colour index), colours ordered as `itertools.product((0, 1), repeat=C)`.
+  again even when every score is 0 (APBench gives them 0).
+- Ties are broken at random with `seed` (APBench's argmax takes the first pair). On natural colour
+  images ties practically never happen, but on data with a constant background (Fashion-MNIST's black
+  border) hundreds of pairs score +inf, and first-pair ties put every class in the top-left corner,
+  within the judge's ±2-pixel crop of each other: measured on Fashion-MNIST-as-RGB (1,000/class,
+  quick judge), first-pair ties left the judge at 86.9% against 87.4% clean. Colours are ordered as
+  `itertools.product((0, 1), repeat=C)`.
 - The chosen pixel is exactly 0 or 255 and every other byte is copied, so truncation (the reference's
   storage rule, 01 §1.2) and rounding give the same bytes; the Poison records "truncate".
 - The perturbation is not an additive budget attack, but it has an exact additive form: the Poison's
   perturbation is the sample-wise effective δ (N, C, H, W) float32, δ = v* − x at the chosen pixel and 0
   elsewhere (sparse; for plots and projections, sheet 05). It is the size of the float dataset.
   `info` has the class-wise table: `pixels` [(row, col)], `colours` [(0/1, …)], `scores`.
-- `seed` is accepted for the registry's interface and ignored: the search is deterministic.
 """
 
 from __future__ import annotations
@@ -73,8 +77,11 @@ def _class_sums(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return counts.numpy(), s1.numpy(), s2.numpy()
 
 
-def pixel_search(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict:
+def pixel_search(images: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int | None = 0) -> dict:
     """OPS's class-wise search (sheet 01 §8, sparsity 1) on uint8 images (N, C, H, W).
+
+    Exactly tied best pairs are drawn at random with `seed`; `seed=None` takes the first in (row, col,
+    colour) order, as APBench's argmax does.
 
     Returns {"pixels": int64 (K, 2) (row, col), "colours": int64 (K, C) in {0, 1}, "scores": float64 (K,)};
     rows of classes without images are −1 / NaN.
@@ -91,6 +98,7 @@ def pixel_search(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -
     chosen = np.full((num_classes, c), -1, dtype=np.int64)
     scores = np.full(num_classes, np.nan)
     used = np.zeros((positions, nv), dtype=bool)
+    rng = None if seed is None else np.random.default_rng(seed)
     for k in range(num_classes):
         nk = int(counts[k])
         if nk == 0:
@@ -107,7 +115,8 @@ def pixel_search(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -
             score = np.where(q > 0, t1f / np.sqrt(qf), np.where(t1 > 0, np.inf, 0.0))
         score = score.T.copy()  # (P, V): position-major, so argmax ties go to (row, col, colour) order
         score[used] = -np.inf
-        j = int(np.argmax(score))
+        best = np.flatnonzero(score.ravel() == score.max())
+        j = int(best[0] if rng is None else rng.choice(best))
         p, v = divmod(j, nv)
         used[p, v] = True
         pixels[k] = divmod(p, w)
@@ -121,13 +130,14 @@ def pixel_search(images: torch.Tensor, labels: torch.Tensor, num_classes: int) -
 def ops(train_set: ImageSet, *, seed: int = 0) -> Poison:
     """Poison `train_set` with the One-Pixel Shortcut (sheet 01 §8): one pixel per image, class-wise.
 
-    `seed` is ignored (the search is deterministic). Returns a Poison whose perturbation is the sparse
+    `seed` breaks exact ties between equally good pairs (see the module docstring). Returns a Poison
+    whose perturbation is the sparse
     sample-wise effective δ (N, C, H, W) and whose `info` holds each class's pixel, colour and score.
     """
     check_uint8_imageset(train_set, _ATTACK)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"{_ATTACK}: seed must be an int, got {type(seed).__name__}")
-    found = pixel_search(train_set.images, train_set.labels, train_set.num_classes)
+    found = pixel_search(train_set.images, train_set.labels, train_set.num_classes, seed=int(seed))
     labels = train_set.labels
     pix = torch.from_numpy(found["pixels"])[labels]  # (N, 2); every image's class has a pair
     values = torch.from_numpy(found["colours"] * 255).to(torch.uint8)[labels]  # (N, C)

@@ -1,0 +1,266 @@
+"""Attack × defense runs: make the poison, apply the defense, train the judge, read its accuracy.
+
+`evaluate(attack, defense, dataset, protocol, seeds)` is the one function the notebooks and
+`uel matrix` call. Every expensive step is cached on disk by its configuration (the poison by
+`make_poison`, the purified training set and each training run here), so re-running a notebook or a
+matrix reuses finished work and an interrupted matrix resumes at the first unfinished run.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+
+from .cache import cached, tensor_fingerprint
+from .data import ImageSet, load_dataset, to_rgb
+from .defenses import REGISTRY as DEFENSES
+from .defenses import apply_defense, get_defense
+from .device import pick_device
+from .poisons import make_poison
+from .poisons.base import dataset_fingerprint
+from .training import History, Protocol, get_protocol, train
+
+CACHE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data an experiment runs on: a dataset name, a class-balanced subset and an optional RGB view."""
+
+    name: str = "fashion-mnist"
+    n_per_class: int | None = None  # None = the whole training split
+    as_rgb: bool = False  # repeat a grayscale channel 3x (the attacks were designed for colour images)
+    subset_seed: int = 0
+
+    def load(self) -> tuple[ImageSet, ImageSet]:
+        """The (train, test) ImageSets this spec names."""
+        train_set, test_set = load_dataset(self.name, "train"), load_dataset(self.name, "test")
+        if self.n_per_class is not None:
+            train_set = train_set.take_per_class(self.n_per_class, seed=self.subset_seed)
+        if self.as_rgb:
+            train_set, test_set = to_rgb(train_set), to_rgb(test_set)
+        return train_set, test_set
+
+    @property
+    def label(self) -> str:
+        size = "all" if self.n_per_class is None else f"{self.n_per_class}/class"
+        return f"{self.name}{' as RGB' if self.as_rgb else ''} ({size})"
+
+
+@dataclass
+class Result:
+    """Clean test accuracy of the judge trained on (attack, defense), per seed and epoch, with its baseline."""
+
+    attack: str
+    defense: str
+    dataset: str
+    protocol: str
+    seeds: list[int]
+    reading: str  # "final" or "peak": which number `accuracy` reports (early stopping reads the peak)
+    test_acc: list[list[float]]  # [seed][epoch]
+    train_loss: list[list[float]]
+    train_acc: list[list[float]]
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per step (0 when read from cache)
+    clean: Result | None = None  # the same protocol on clean data, no defense
+
+    @property
+    def final(self) -> list[float]:
+        return [acc[-1] for acc in self.test_acc]
+
+    @property
+    def peak(self) -> list[float]:
+        return [max(acc) for acc in self.test_acc]
+
+    @property
+    def peak_epoch(self) -> list[int]:
+        return [1 + max(range(len(acc)), key=lambda i: (acc[i], -i)) for acc in self.test_acc]
+
+    @property
+    def accuracy(self) -> list[float]:
+        """The reported accuracy per seed: final, or peak for a `reading="peak"` defense."""
+        return self.peak if self.reading == "peak" else self.final
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.accuracy)
+
+    @property
+    def std(self) -> float:
+        return statistics.stdev(self.accuracy) if len(self.accuracy) > 1 else 0.0
+
+    def summary(self) -> dict:
+        """One flat row (for tables, CSV and JSON)."""
+        row = {"attack": self.attack, "defense": self.defense, "dataset": self.dataset, "protocol": self.protocol,
+               "seeds": len(self.seeds), "reading": self.reading, "accuracy": self.mean, "std": self.std,
+               "final": statistics.fmean(self.final), "peak": statistics.fmean(self.peak),
+               "peak_epoch": statistics.fmean(self.peak_epoch), "seconds": sum(self.seconds.values())}
+        if self.clean is not None:
+            row["clean"] = statistics.fmean(self.clean.final)
+        return row
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["clean"] = None if self.clean is None else self.clean.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Result:
+        clean = None if d.get("clean") is None else cls.from_dict(d["clean"])
+        return cls(**{**d, "clean": clean})
+
+
+def _protocol_name(protocol: Protocol) -> str:
+    return protocol.name
+
+
+def _train_cached(train_set: ImageSet, test_set: ImageSet, protocol: Protocol, seed: int, device, quiet: bool,
+                  cache: bool) -> tuple[History, float]:
+    """One judge training, cached by (data, protocol, seed, device type); returns it and its wall time."""
+    config = {"train": dataset_fingerprint(train_set), "test": dataset_fingerprint(test_set),
+              "protocol": protocol.to_dict(), "seed": seed, "device": device.type, "version": CACHE_VERSION}
+    t0 = time.perf_counter()
+    hist = cached("runs", config, build=lambda: train(train_set, test_set, protocol, seed=seed, device=device,
+                                                        quiet=quiet),
+                  save=lambda h, path: h.save(path), load=History.load, suffix=".history", enabled=cache)
+    return hist, time.perf_counter() - t0
+
+
+def _defended(defense: str, poisoned: ImageSet, protocol: Protocol, params: dict,
+              cache: bool) -> tuple[ImageSet, Protocol]:
+    """The training set after the defense (purified sets cached) and the protocol it trains with."""
+    spec = get_defense(defense)
+    if spec.kind != "purify":
+        return apply_defense(defense, poisoned, protocol, **params)
+    config = {"defense": defense, "params": params, "data": dataset_fingerprint(poisoned), "version": CACHE_VERSION}
+    purified = cached("purified", config, build=lambda: apply_defense(defense, poisoned, protocol, **params)[0],
+                      save=lambda ds, path: ds.save(path), load=ImageSet.load, enabled=cache)
+    return purified, protocol
+
+
+def evaluate(
+    attack: str,
+    defense: str = "none",
+    dataset: str | DataSpec | tuple[ImageSet, ImageSet] = "fashion-mnist",
+    protocol: str | Protocol | None = None,
+    seeds: int | list[int] = 1,
+    *,
+    attack_params: dict | None = None,
+    defense_params: dict | None = None,
+    poison_seed: int = 0,
+    baseline: bool = True,
+    device: str | None = "auto",
+    cache: bool = True,
+    quiet: bool = True,
+) -> Result:
+    """Train the judge on `attack`'s poison after `defense`, for each seed; report clean test accuracy.
+
+    attack: a registered attack name, or "none" for clean training. defense: a registered defense.
+    dataset: a name, a `DataSpec` (subset, RGB view), or a (train, test) pair of ImageSets.
+    seeds: a count (seeds 0..n-1) or a list; the poison itself is made once, with `poison_seed`.
+    The result carries per-epoch curves, final and peak accuracy per seed, the wall time of each step,
+    and (with `baseline=True`) the clean baseline under the same protocol without a defense.
+    """
+    seed_list = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) else list(seeds)
+    if not seed_list or not all(isinstance(s, int) and not isinstance(s, bool) for s in seed_list):
+        raise ValueError(f"seeds must be a positive count or a non-empty list of ints, got {seeds!r}")
+    proto = get_protocol(protocol)
+    dev = pick_device(device)
+    seconds: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    if isinstance(dataset, tuple):
+        if len(dataset) != 2 or not all(isinstance(d, ImageSet) for d in dataset):
+            raise TypeError("dataset must be a name, a DataSpec, or a (train, test) pair of ImageSets")
+        train_set, test_set = dataset
+        label = f"{train_set.name} ({len(train_set)} images, {tensor_fingerprint(train_set.images)[:8]})"
+    else:
+        spec = DataSpec(dataset) if isinstance(dataset, str) else dataset
+        if not isinstance(spec, DataSpec):
+            raise TypeError(f"dataset must be a name, a DataSpec, or a (train, test) pair, got {type(dataset)}")
+        train_set, test_set = spec.load()
+        label = spec.label
+    seconds["data"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    if attack == "none":
+        poisoned = train_set
+    else:
+        poisoned = make_poison(attack, train_set, seed=poison_seed, cache=cache, device=device, quiet=quiet,
+                               **(attack_params or {})).poisoned
+    seconds["poison"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    defended, run_proto = _defended(defense, poisoned, proto, dict(defense_params or {}), cache)
+    seconds["defense"] = time.perf_counter() - t0
+
+    curves, train_seconds = [], 0.0
+    for seed in seed_list:
+        hist, took = _train_cached(defended, test_set, run_proto, seed, dev, quiet, cache)
+        curves.append(hist)
+        train_seconds += took
+    seconds["train"] = train_seconds
+
+    clean = None
+    if baseline and not (attack == "none" and defense == "none"):
+        clean = evaluate("none", "none", (train_set, test_set), proto, seed_list, baseline=False, device=device,
+                         cache=cache, quiet=quiet)
+        clean.dataset = label
+    return Result(
+        attack=attack, defense=defense, dataset=label, protocol=_protocol_name(proto), seeds=seed_list,
+        reading=get_defense(defense).reading, test_acc=[h.test_acc for h in curves],
+        train_loss=[h.train_loss for h in curves], train_acc=[h.train_acc for h in curves], seconds=seconds,
+        clean=clean,
+    )
+
+
+def format_results(results: list[Result]) -> str:
+    """A plain-text table: attack, defense, accuracy (mean ± std over seeds), final, peak, clean, seconds."""
+    head = (f"{'attack':24s} {'defense':18s} {'acc %':>13s} {'final':>6s} {'peak':>6s} {'@ep':>5s} "
+            f"{'clean':>7s} {'s':>7s}")
+    lines = [head, "-" * len(head)]
+    for r in results:
+        s = r.summary()
+        clean = f"{100 * s['clean']:6.2f}" if "clean" in s else "     -"
+        acc = f"{100 * s['accuracy']:6.2f} ± {100 * s['std']:4.2f}"
+        lines.append(f"{r.attack:24s} {r.defense:18s} {acc:>13s} {100 * s['final']:6.2f} {100 * s['peak']:6.2f} "
+                     f"{s['peak_epoch']:5.1f} {clean:>7s} {s['seconds']:7.1f}")
+    return "\n".join(lines)
+
+
+def run_matrix(
+    attacks: list[str],
+    defenses: list[str],
+    dataset: str | DataSpec | tuple[ImageSet, ImageSet] = "fashion-mnist",
+    protocol: str | Protocol | None = None,
+    seeds: int | list[int] = 1,
+    *,
+    include_clean: bool = True,
+    on_result=None,
+    device: str | None = "auto",
+    cache: bool = True,
+    quiet: bool = True,
+) -> list[Result]:
+    """Evaluate every (attack, defense) cell, clean training ("none") first when `include_clean`.
+
+    Finished runs come from the cache, so calling this again after an interruption resumes at the first
+    unfinished cell. `on_result(result, done, total)` is called after every cell (e.g. to save partial
+    tables); a progress bar counts cells.
+    """
+    from tqdm.auto import tqdm
+
+    unknown = [d for d in defenses if d not in DEFENSES]
+    if unknown:
+        raise ValueError(f"unknown defense(s) {unknown}; expected some of {', '.join(sorted(DEFENSES))}")
+    rows = (["none"] if include_clean and "none" not in attacks else []) + list(attacks)
+    cells = [(a, d) for a in rows for d in defenses]
+    results: list[Result] = []
+    with tqdm(total=len(cells), desc="matrix", unit="cell", disable=quiet) as bar:
+        for attack, defense in cells:
+            bar.set_postfix_str(f"{attack} + {defense}")
+            result = evaluate(attack, defense, dataset, protocol, seeds, device=device, cache=cache, quiet=True)
+            results.append(result)
+            if on_result is not None:
+                on_result(result, len(results), len(cells))
+            bar.update(1)
+    return results
