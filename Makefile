@@ -39,6 +39,7 @@ notebooks: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_poisons.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .ruff_cache

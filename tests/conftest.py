@@ -28,3 +28,16 @@ def _isolated_cache(tmp_path, monkeypatch):
 def tiny_rgb():
     """A CIFAR-shaped, class-structured set: 10 classes x 20 images."""
     return synthetic_dataset(n_per_class=20, num_classes=10, channels=3, size=32, seed=1)
+
+
+@pytest.fixture(scope="session")
+def effect_cache(tmp_path_factory):
+    """One cache folder for all effect tests of a session: poisons and baselines are made once."""
+    return tmp_path_factory.mktemp("effect-cache")
+
+
+@pytest.fixture
+def use_effect_cache(_isolated_cache, effect_cache, monkeypatch):
+    """Point UEL_CACHE at the session's effect cache (after the per-test isolation)."""
+    monkeypatch.setenv("UEL_CACHE", str(effect_cache))
+    return effect_cache

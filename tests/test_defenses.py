@@ -186,7 +186,8 @@ def test_bdr_all_values_and_idempotent(rgb):
 
 @pytest.mark.parametrize("name", PURIFIERS)
 @pytest.mark.parametrize("channels", [1, 3])
-def test_purifiers_keep_shape_dtype_labels(name, channels):
+def test_purifiers_keep_shape_dtype_labels(name, channels, monkeypatch):
+    monkeypatch.setenv("UEL_PROFILE", "smoke")  # learned purifiers (D-VAE) train for seconds only
     ds = synthetic_dataset(n_per_class=3, num_classes=4, channels=channels, size=16, seed=3, name="syn")
     ds.meta["attack"] = "ar"
     out, _ = apply_defense(name, ds, get_protocol("smoke"))
@@ -251,7 +252,8 @@ def test_apply_defense_bad_arguments(rgb):
 
 # --- apply_defense: protocol changes -----------------------------------------------------------------------
 
-def test_purify_and_reading_defenses_keep_the_protocol(rgb):
+def test_purify_and_reading_defenses_keep_the_protocol(rgb, monkeypatch):
+    monkeypatch.setenv("UEL_PROFILE", "smoke")  # learned purifiers (D-VAE) train for seconds only
     proto = get_protocol("smoke")
     for name in ("none", "early-stopping", *PURIFIERS):
         out, p = apply_defense(name, rgb, proto)

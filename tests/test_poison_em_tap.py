@@ -70,7 +70,7 @@ def test_budget_shape_and_signed_noise(poisons, tiny, name):
 def test_em_states_the_clamp_and_the_smaller_surrogate(poisons):
     info = poisons["em-samplewise"].info
     assert any("clamped to [0,1]" in note for note in info["notes"])
-    assert info["surrogate"] == "fastnet-small" and any("instead of the paper's ResNet-18" in n for n in info["notes"])
+    assert info["surrogate"] == "smallcnn" and any("instead of the paper's ResNet-18" in n for n in info["notes"])
 
 
 def test_tap_reduced_profiles_say_they_are_weaker(poisons, tiny):
@@ -144,7 +144,7 @@ def test_tap_raises_the_true_label_loss_and_makes_the_target_likely(tiny):
     clean = tiny.to_float()
     model, sur_info = train_tap_surrogate(tiny, profile="smoke", seed=0, device="cpu", quiet=True)
     loss_clean, acc_clean = surrogate_metrics(model, clean, tiny.labels)
-    assert acc_clean > 0.3 and sur_info["surrogate"] == "fastnet-small"  # it learned from the clean data
+    assert acc_clean > 0.3 and sur_info["surrogate"] == "smallcnn"  # it learned from the clean data
     kw = {"eps": big, "profile": "smoke", "attack_iters": 4, "restarts": 1, "surrogate_model": model, "seed": 0,
           "device": "cpu", "quiet": True}
     un = tap_noise(tiny, recipe="untargeted", **kw)
@@ -162,8 +162,8 @@ def test_tap_raises_the_true_label_loss_and_makes_the_target_likely(tiny):
 
 def test_em_stops_as_soon_as_the_accuracy_threshold_is_met(random_labels):
     """Class-wise noise on random labels needs a few rounds; the loop ends at the first round >= 1 - stop_error."""
-    res = em_noise(random_labels, classwise=True, profile="smoke", stop_error=0.1, max_rounds=10, subset_fraction=1.0,
-                   batch_size=16, seed=0, device="cpu", quiet=True)
+    res = em_noise(random_labels, classwise=True, profile="smoke", surrogate="fastnet-small", stop_error=0.1,
+                   max_rounds=10, subset_fraction=1.0, batch_size=16, seed=0, device="cpu", quiet=True)
     accs = res.info["train_acc_per_round"]
     assert res.info["converged"] and accs[-1] >= 0.9
     assert len(accs) >= 2 and all(a < 0.9 for a in accs[:-1]) and res.info["rounds"] == len(accs) < 10
@@ -204,7 +204,7 @@ def test_registry_integration_and_cache(tiny):
         first = make_poison("em-classwise", tiny, seed=0, **kwargs)
         second = make_poison("em-classwise", tiny, seed=0, **kwargs)  # loaded from the cache
     assert torch.equal(first.poisoned.images, second.poisoned.images)
-    assert second.params["profile"] == "smoke" and second.info["surrogate"] == "fastnet-small"
+    assert second.params["profile"] == "smoke" and second.info["surrogate"] == "smallcnn"
 
 
 def test_grayscale_and_small_images(tiny):

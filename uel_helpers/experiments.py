@@ -19,6 +19,7 @@ from .defenses import apply_defense, get_defense
 from .device import pick_device
 from .poisons import make_poison
 from .poisons.base import dataset_fingerprint
+from .profiles import resolve_profile
 from .training import History, Protocol, get_protocol, train
 
 CACHE_VERSION = 1
@@ -132,7 +133,9 @@ def _defended(defense: str, poisoned: ImageSet, protocol: Protocol, params: dict
     spec = get_defense(defense)
     if spec.kind != "purify":
         return apply_defense(defense, poisoned, protocol, **params)
-    config = {"defense": defense, "params": params, "data": dataset_fingerprint(poisoned), "version": CACHE_VERSION}
+    # The profile is part of the key: learned purifiers (D-VAE) take their size from it.
+    config = {"defense": defense, "params": params, "data": dataset_fingerprint(poisoned),
+              "profile": resolve_profile(None), "version": CACHE_VERSION}
     purified = cached("purified", config, build=lambda: apply_defense(defense, poisoned, protocol, **params)[0],
                       save=lambda ds, path: ds.save(path), load=ImageSet.load, enabled=cache)
     return purified, protocol

@@ -14,6 +14,7 @@ from . import squeeze
 from . import augment
 from . import adversarial
 from . import early_stopping
+from . import dvae
 
 __all__ = ["REGISTRY", "KINDS", "READINGS", "Defense", "add", "apply_defense", "defense_params", "get_defense",
            "register", "grayscale", "jpeg", "bdr"]

@@ -32,8 +32,8 @@ Fixed behaviours and deviations from the original, all recorded in `Poison.info[
   never through the original loader's `clamp(0, 255)`-before-adding bug that deletes the negative half.
   The package rounds half up; the original loader truncates (`rounding="truncate"` reproduces it).
 - Surrogate: the CIFAR ResNet-18 at the `paper` profile (SGD lr 0.1, momentum 0.9, wd 5e-4, grad-norm
-  clip 5, constant lr, no augmentation, batch 512). At `quick` and `smoke` it is the smaller
-  `fastnet-small` (`smallcnn` for images under 16 px): a deviation, because ResNet-18 through 20 PGD
+  clip 5, constant lr, no augmentation, batch 512). At `quick` it is the smaller `fastnet-small`
+  (`smallcnn` for images under 16 px), at `smoke` `smallcnn`: a deviation, because ResNet-18 through 20 PGD
   steps per image per round takes hours on a CPU.
 - `quick` also uses APBench's cheaper noise step for the sample-wise variant (5 PGD steps of ε/5
   instead of 20 of 0.8/255; `lafeat/apbench:attack/em_poisons.py`), `smoke` fewer still, and both

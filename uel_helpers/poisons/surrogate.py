@@ -4,7 +4,7 @@ EM trains its surrogate *while* it crafts the noise (a few SGD steps per round, 
 TAP trains one on the clean data first and then attacks it. Both need the same small pieces, which
 live here so that the attack modules read like their algorithms:
 
-- `default_surrogate_arch`: ResNet-18 at the `paper` profile, a smaller `build_model` network at
+- `default_surrogate_arch`: ResNet-18 at the `paper` profile, smaller `build_model` networks at
   `quick`/`smoke` (a documented deviation: a laptop CPU cannot run ResNet-18 through these loops).
 - `SurrogateNet`: optional per-channel normalisation, an optional differentiable transform in the
   normalised space (TAP augments there), then the network. It takes [0,1] pixels.
@@ -38,9 +38,11 @@ TINY_SURROGATE = "smallcnn"
 
 
 def default_surrogate_arch(profile: str, image_size: tuple[int, int]) -> str:
-    """`resnet18` at `paper`; `fastnet-small` at `quick`/`smoke` (`smallcnn` for images under 16 px)."""
+    """`resnet18` at `paper`; `fastnet-small` at `quick` (`smallcnn` under 16 px); `smallcnn` at `smoke`."""
     if profile == "paper":
         return PAPER_SURROGATE
+    if profile == "smoke":
+        return TINY_SURROGATE  # seconds: what CI runs through every notebook
     return SMALL_SURROGATE if min(image_size) >= MODELS[SMALL_SURROGATE][1] else TINY_SURROGATE
 
 

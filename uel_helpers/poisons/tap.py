@@ -13,8 +13,8 @@ Recipes (`recipe=`), each minimised over δ by signed-gradient descent:
 The surrogate (§4.2) is trained from scratch on the clean set: at the `paper` profile the CIFAR
 ResNet-18, 40 epochs, SGD lr 0.1 Nesterov (momentum 0.9), weight decay 5e-4, MultiStep [14, 25, 35]
 ×0.1, batch 128, inputs normalised with the training set's per-channel mean/std and augmented by the
-differentiable `RandomTransform` (§4.4). At `quick`/`smoke` it is `fastnet-small` (`smallcnn` under
-16 px) for fewer epochs: a deviation, stated in `info["notes"]`.
+differentiable `RandomTransform` (§4.4). At `quick` it is `fastnet-small` (`smallcnn` under 16 px), at
+`smoke` `smallcnn`, for fewer epochs: a deviation, stated in `info["notes"]`.
 
 The forging loop (§4.3): surrogate frozen in eval mode; for each of `restarts` (8) restarts, δ starts
 at ε·N(0, 1) clipped to ±ε; then `attack_iters` (250) passes over the data in fixed order in batches

@@ -1,0 +1,35 @@
+"""The one setting every effect test shares (so that poisons and clean baselines are cached once).
+
+500 Fashion-MNIST training images per class shown as RGB, the `quick` judge, 2,000 clean test images.
+Why RGB and what that means for the judge: see tests/test_effect_poisons.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from uel_helpers.experiments import DataSpec, Result, evaluate
+from uel_helpers.training import Protocol, get_protocol
+
+DATA = DataSpec("fashion-mnist", n_per_class=500, as_rgb=True)
+JUDGE = get_protocol("quick").with_(max_test=2000)
+RESULTS = Path(__file__).resolve().parents[1] / "results" / "effect_results.json"
+
+
+def record(key: str, result: Result) -> None:
+    """Add one measured run to results/effect_results.json (quoted by the notes and notebooks)."""
+    RESULTS.parent.mkdir(exist_ok=True)
+    data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    data[key] = {"final": result.final[0], "peak": result.peak[0], "test_acc": result.test_acc[0],
+                 "seconds": result.seconds, "setting": f"{DATA.label}, judge {JUDGE.name}, 2,000 test images"}
+    RESULTS.write_text(json.dumps(data, indent=2))
+
+
+def final_acc(attack: str, defense: str = "none", protocol: Protocol = JUDGE, key: str | None = None,
+              **attack_params) -> float:
+    """Final clean test accuracy of one run in the shared setting (cached), recorded under `key`."""
+    result = evaluate(attack, defense, DATA, protocol, seeds=[0], attack_params=attack_params, baseline=False,
+                      device="cpu")
+    record(key or (attack if defense == "none" else f"{attack} + {defense}"), result)
+    return result.final[0]
