@@ -54,7 +54,7 @@ elif importlib.util.find_spec("uel_helpers") is None and Path("../uel_helpers/__
 # %% [markdown]
 # ## 2. Parameters
 #
-# `n_per_class=None` takes the profile's size: 50 images per class at `smoke`, 500 at `quick`
+# `n_per_class=None` takes the profile's size: 20 images per class at `smoke`, 500 at `quick`
 # (5,000 Fashion-MNIST images: every attack and every judge then fits in a minute or two on a CPU),
 # the whole training set at `paper`.
 #
@@ -70,7 +70,7 @@ elif importlib.util.find_spec("uel_helpers") is None and Path("../uel_helpers/__
 dataset = None  # None = "fashion-mnist" when available offline, else "digits"; "cifar10" on Colab
 profile = None  # None = UEL_PROFILE, else "paper" on a GPU and "quick" on a CPU
 seed = 0
-n_per_class = None  # None = by profile (smoke 50, quick 500, paper all)
+n_per_class = None  # None = by profile (smoke 20, quick 500, paper all)
 attacks = None  # None = every registered attack; or a list such as ["ar", "em-samplewise"]
 train_judges = True  # train the judge on every poison (the slow part)
 as_rgb = True  # repeat a grayscale channel 3x (the attacks were designed for colour images; see above)
@@ -91,7 +91,7 @@ cfg = notebook_setup(profile, seed)
 if dataset is None:
     dataset = "fashion-mnist" if available_datasets()["fashion-mnist"].startswith("offline") else "digits"
 if n_per_class is None:
-    n_per_class = {"smoke": 50, "quick": 500, "paper": None}[cfg.profile]
+    n_per_class = {"smoke": 20, "quick": 500, "paper": None}[cfg.profile]
 full_train = load_dataset(dataset, "train", size=16 if dataset == "digits" else None)
 test_set = load_dataset(dataset, "test", size=16 if dataset == "digits" else None)
 clean = full_train if n_per_class is None else full_train.take_per_class(n_per_class, seed=seed)

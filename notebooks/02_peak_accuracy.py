@@ -73,7 +73,7 @@ elif importlib.util.find_spec("uel_helpers") is None and Path("../uel_helpers/__
 dataset = None  # None = "fashion-mnist" when available offline, else "digits"; "cifar10" on Colab
 profile = None  # None = UEL_PROFILE, else "paper" on a GPU and "quick" on a CPU
 seed = 0  # the poisons' seed and the first judge seed
-n_per_class = None  # None = by profile (smoke 50, quick 500, paper all)
+n_per_class = None  # None = by profile (smoke 20, quick 500, paper all)
 as_rgb = True  # repeat a grayscale channel 3x (the attacks were designed for colour images; see above)
 epochs = None  # None = by profile (smoke 3, quick 15, paper 100)
 seeds = None  # judge trainings per poison; None = by profile (smoke 1, quick 1, paper 3)
@@ -97,7 +97,7 @@ cfg = notebook_setup(profile, seed)
 if dataset is None:
     dataset = "fashion-mnist" if available_datasets()["fashion-mnist"].startswith("offline") else "digits"
 if n_per_class is None:
-    n_per_class = {"smoke": 50, "quick": 500, "paper": None}[cfg.profile]
+    n_per_class = {"smoke": 20, "quick": 500, "paper": None}[cfg.profile]
 if epochs is None:
     epochs = {"smoke": 3, "quick": 15, "paper": 100}[cfg.profile]
 if seeds is None:

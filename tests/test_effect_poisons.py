@@ -74,7 +74,7 @@ def test_samplewise_noise_control_is_not_a_poison(clean_acc, control_acc):
 @needs_fashion
 def test_ops_bites_without_augmentation(clean_acc):
     """OPS's one pixel survives only when the judge does not crop or flip (APBench: cutout also beats it)."""
-    with_aug = final_acc("ops")
+    # With crop and flip OPS does not bite this judge (79.8% in the first run; notebook 01 shows it).
     no_aug = final_acc("ops", protocol=JUDGE.with_(crop_padding=0, flip=False), key="ops (no crop, no flip)")
-    print(f"ops: {with_aug:.4f} with crop+flip, {no_aug:.4f} without (clean {clean_acc:.4f})")
+    print(f"ops without crop and flip: {no_aug:.4f} (clean with them {clean_acc:.4f})")
     assert no_aug <= clean_acc - MIN_DROP
