@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint lab notebooks bench clean
+.PHONY: demo test test-slow test-fast lint lab notebooks bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ demo: $(STAMP)
 # and the effect tests on real data at the quick profile.
 test: $(STAMP)
 	$(BIN)/ruff check uel_helpers tests notebooks benchmarks
-	TQDM_DISABLE=1 $(BIN)/python -m pytest -q
+	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m "not slow"
+
+# Tests that do not fit CI's 20-minute budget (the quick protocol on all of Fashion-MNIST: ~3.5 min).
+test-slow: $(STAMP)
+	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m slow
 
 # Unit tests only (no notebook execution, no effect training).
 test-fast: $(STAMP)

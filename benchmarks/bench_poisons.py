@@ -71,7 +71,7 @@ def finder_line() -> str:
     t0 = time.perf_counter()
     find_ar_coefficients(10, channels=1, seed=1)
     return (f"Finding 10 grayscale AR processes with the paper's acceptance rules "
-            f"(`find_ar_coefficients(10, channels=1)`, CPU): {time.perf_counter() - t0:.1f} s.")
+            f"(`find_ar_coefficients(10, channels=1)`, CPU): {time.perf_counter() - t0:.2f} s.")
 
 
 def surrogate_table(args: argparse.Namespace, dev: torch.device) -> list[str]:
