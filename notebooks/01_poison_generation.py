@@ -18,8 +18,8 @@
 #
 # | profile | machine | run time | memory |
 # |---|---|---|---|
-# | `smoke` | 2-core CPU | measured: see the closing cell of the CI run (about a minute) | < 2 GB RAM |
-# | `quick` | 2-core CPU | measured: see "What we measured" below (tens of minutes: 11 judges + EM/TAP surrogates) | < 3 GB RAM |
+# | `smoke` | 2-core CPU | measured 112 s under `pytest` on a quiet machine with 50 images per class (EM 38 s, TAP 15 s, 12 judges 36 s); smoke now uses 20 per class (not re-timed) | < 2 GB RAM |
+# | `quick` | 2-core CPU | not timed as a whole; its parts: 12 judges × ~25 s, EM ~1-2 min each, TAP ~3 min (5,000 images; `benchmarks/RESULTS.md`): about 10 minutes | < 3 GB RAM |
 # | `paper` | Colab T4 GPU | not measured yet | not measured yet |
 
 # %% [markdown]

@@ -17,7 +17,7 @@
 #
 # | profile | machine | run time | memory |
 # |---|---|---|---|
-# | `smoke` | 2-core CPU | measured: 4.5–5 min (271 s, 304 s) under `pytest` with an empty cache, on a CPU shared with other jobs (load ≈ 4); about 60% of it makes the EM and TAP poisons, the rest is 7 judge runs; 15 s with a warm cache | < 2 GB RAM |
+# | `smoke` | 2-core CPU | measured 92 s under `pytest` on a quiet machine with 50 images per class and an empty cache (mostly the EM and TAP poisons); smoke now uses 20 per class (not re-timed); ~15 s with a warm cache | < 2 GB RAM |
 # | `quick` | 2-core CPU | not measured yet (500 images per class, 15 epochs, 7 judge runs + the EM/TAP surrogates of 01) | < 3 GB RAM |
 # | `paper` | Colab T4 GPU | not measured yet (the whole training set, ResNet-18, 100 epochs, 3 seeds: hours) | not measured yet |
 #
