@@ -6,6 +6,7 @@ import contextlib
 import os
 import random
 import sys
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -124,3 +125,17 @@ def describe_device(device: torch.device | None = None) -> str:
     if os.environ.get("UEL_PROFILE"):
         lines.append(f"UEL_PROFILE={os.environ['UEL_PROFILE']}")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def deterministic_backend(device: torch.device) -> Iterator[None]:
+    """On CUDA, deterministic cuDNN algorithms and no autotuning for the duration; restored afterwards."""
+    if device.type != "cuda":
+        yield
+        return
+    old = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old

@@ -66,12 +66,11 @@ API: `purify` (registered as `dvae`), `run_stages` (the same, keeping both model
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -83,7 +82,7 @@ from tqdm.auto import tqdm
 
 from ..cache import atomic_write, cache_path, cached
 from ..data import ImageSet, quantize
-from ..device import amp_dtype, autocast, make_generator, pick_device
+from ..device import amp_dtype, autocast, deterministic_backend, make_generator, pick_device
 from ..poisons.base import dataset_fingerprint
 from ..profiles import resolve_profile
 from .registry import register
@@ -425,20 +424,6 @@ class TrainConfig:
     amp: bool
 
 
-@contextlib.contextmanager
-def _deterministic(device: torch.device) -> Iterator[None]:
-    """Deterministic cuDNN for the duration on CUDA (restored afterwards); nothing to do elsewhere."""
-    if device.type != "cuda":
-        yield
-        return
-    old = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
-
-
 def _cosine_lr(lr: float, epoch: int, epochs: int) -> float:
     """CosineAnnealingLR(T_max=epochs, eta_min=0) stepped per epoch, in closed form."""
     return lr * (1 + math.cos(math.pi * epoch / epochs)) / 2
@@ -619,7 +604,7 @@ def _train(fn: str, cls: type[VAE], train_set: ImageSet, kl_cap: float, *, epoch
         built.append(True)
         t0 = time.perf_counter()
         model = _build(cls, train_set.shape, train_set.num_classes, cfg.width, cfg.latent_dim, cfg.levels, seed)
-        with _deterministic(dev):
+        with deterministic_backend(dev):
             history = _fit(model, train_set.images.to(dev), train_set.labels.to(dev), cfg, seed, dev, checkpoint,
                            quiet, f"{fn} C={cfg.kl_cap:g}", on_epoch)
         model.info = {"model": cls.kind, "profile": prof, "config": asdict(cfg), "seed": seed, "device": str(dev),
@@ -811,7 +796,7 @@ def purify_stage(model: DVAE, ds: ImageSet, stage: int, *, sample_latent: bool =
     gen = make_generator(seed, dev)
     x_all, y_all = ds.images.to(dev), ds.labels.to(dev)
     out = torch.empty_like(ds.images)
-    with _deterministic(dev):
+    with deterministic_backend(dev):
         for i in tqdm(range(0, len(ds), batch_size), desc=f"purify stage {stage}", leave=False,
                       disable=quiet or None):
             xb, yb = x_all[i:i + batch_size].float().div_(255.0), y_all[i:i + batch_size]
@@ -862,17 +847,9 @@ def run_stages(
     Takes the same arguments as `purify` and trains (or loads from the cache) the same models, so calling it
     after `purify` with the same arguments costs only the purification passes.
     """
-    fn = "dvae"
-    _check_imageset(train_set, fn)
-    caps = _check_stage_caps(stage_caps, fn)
-    seed = _check_int(seed, "seed", fn, lo=0)
-    _check_bool(sample_latent, "sample_latent", fn)
-    _check_bool(cache, "cache", fn)
-    _check_choice(rounding, "rounding", ROUNDINGS, fn)
-    dev = pick_device(device)
-    cfgs = [_resolve_config(fn, "dvae", train_set, cap, epochs=epochs, profile=profile, width=width,
-                            latent_dim=latent_dim, levels=levels, batch_size=batch_size, lr=lr, weight=None,
-                            floor_after=None, amp=amp, device=dev) for cap in caps]  # checks everything up front
+    caps, seed, dev, cfgs = _check_purify_args(train_set, stage_caps, seed, sample_latent, cache, rounding, device,
+                                               epochs=epochs, profile=profile, width=width, latent_dim=latent_dim,
+                                               levels=levels, batch_size=batch_size, lr=lr, amp=amp)
     t0 = time.perf_counter()
     current, models, outputs, stages = train_set, [], [], []
     for stage, cap in enumerate(caps, start=1):
@@ -903,6 +880,22 @@ def run_stages(
 
 def _save_set(ds: ImageSet, path: Path) -> None:
     ds.save(path)
+
+
+def _check_purify_args(train_set: ImageSet, stage_caps, seed, sample_latent, cache, rounding, device,
+                       **settings) -> tuple[tuple[float, float], int, torch.device, list]:
+    """Validate `purify`/`run_stages` arguments up front; returns caps, seed, device and both stages' configs."""
+    fn = "dvae"
+    _check_imageset(train_set, fn)
+    caps = _check_stage_caps(stage_caps, fn)
+    seed = _check_int(seed, "seed", fn, lo=0)
+    _check_bool(sample_latent, "sample_latent", fn)
+    _check_bool(cache, "cache", fn)
+    _check_choice(rounding, "rounding", ROUNDINGS, fn)
+    dev = pick_device(device)
+    cfgs = [_resolve_config(fn, "dvae", train_set, cap, weight=None, floor_after=None, device=dev, **settings)
+            for cap in caps]
+    return caps, seed, dev, cfgs
 
 
 def _check_stage_caps(stage_caps, fn: str) -> tuple[float, float]:
@@ -946,19 +939,12 @@ def purify(
     kw = dict(stage_caps=stage_caps, epochs=epochs, profile=profile, seed=seed, device=device, quiet=quiet,
               cache=cache, sample_latent=sample_latent, rounding=rounding, width=width, latent_dim=latent_dim,
               levels=levels, batch_size=batch_size, lr=lr, amp=amp)
-    fn = "dvae"
-    _check_imageset(train_set, fn)
-    caps = _check_stage_caps(stage_caps, fn)
-    seed = _check_int(seed, "seed", fn, lo=0)
-    _check_bool(sample_latent, "sample_latent", fn)
-    _check_bool(cache, "cache", fn)
-    _check_choice(rounding, "rounding", ROUNDINGS, fn)
-    dev = pick_device(device)
-    cfgs = [asdict(_resolve_config(fn, "dvae", train_set, cap, epochs=epochs, profile=profile, width=width,
-                                   latent_dim=latent_dim, levels=levels, batch_size=batch_size, lr=lr, weight=None,
-                                   floor_after=None, amp=amp, device=dev)[0]) for cap in caps]
+    _, seed, dev, cfgs = _check_purify_args(train_set, stage_caps, seed, sample_latent, cache, rounding, device,
+                                            epochs=epochs, profile=profile, width=width, latent_dim=latent_dim,
+                                            levels=levels, batch_size=batch_size, lr=lr, amp=amp)
     key = {"kind": "dvae-purified", "version": CACHE_VERSION, "data": dataset_fingerprint(train_set),
-           "num_classes": train_set.num_classes, "configs": cfgs, "seed": seed, "sample_latent": sample_latent,
+           "num_classes": train_set.num_classes, "configs": [asdict(c[0]) for c in cfgs], "seed": seed,
+           "sample_latent": sample_latent,
            "rounding": rounding, "device": dev.type}
 
     def build() -> ImageSet:

@@ -11,7 +11,7 @@ live here so that the attack modules read like their algorithms:
 - `SGDStepper`: one optimiser step with mixed precision (GradScaler for fp16) and grad-norm clipping.
 - `train_surrogate`: a plain training loop without a test set (SGD, multi-step schedule, augmentation).
 - `surrogate_metrics`: mean cross-entropy and accuracy of a surrogate on given float images.
-- `deterministic_backend`, `frozen`: context managers for bitwise repeatability and input-only gradients.
+- `frozen`: a context manager for input-only gradients (`device.deterministic_backend` gives repeatability).
 """
 
 from __future__ import annotations
@@ -224,20 +224,6 @@ def frozen(model: nn.Module) -> Iterator[nn.Module]:
         for p, flag in flags:
             p.requires_grad_(flag)
         model.train(was_training)
-
-
-@contextlib.contextmanager
-def deterministic_backend(device: torch.device) -> Iterator[None]:
-    """On CUDA, deterministic cuDNN algorithms and no autotuning for the duration; restored afterwards."""
-    if device.type != "cuda":
-        yield
-        return
-    old = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    try:
-        yield
-    finally:
-        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
 
 
 def scaled_loss_for_grad(loss: torch.Tensor, device: torch.device, amp: bool) -> torch.Tensor:

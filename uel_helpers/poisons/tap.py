@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import ImageSet, quantize
-from ..device import autocast, make_generator, pick_device
+from ..device import autocast, deterministic_backend, make_generator, pick_device
 from ..profiles import resolve_profile
 from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
 from .registry import register
@@ -63,7 +63,6 @@ from .surrogate import (
     check_positive_int,
     check_surrogate_arch,
     default_surrogate_arch,
-    deterministic_backend,
     diagnostic_indices,
     frozen,
     multistep_milestones,
