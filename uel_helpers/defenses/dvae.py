@@ -83,6 +83,7 @@ from tqdm.auto import tqdm
 from ..cache import atomic_write, cache_path, cached
 from ..data import ImageSet, quantize
 from ..device import amp_dtype, autocast, deterministic_backend, make_generator, pick_device
+from ..models import BasicBlock  # the CIFAR ResNet block (kuangliu), shared with the victim
 from ..poisons.base import dataset_fingerprint
 from ..profiles import resolve_profile
 from .registry import register
@@ -213,34 +214,15 @@ def kl_weight(cap: float) -> float:
 
 # --- the networks ------------------------------------------------------------------------------------------
 
-class _Block(nn.Module):
-    """CIFAR ResNet BasicBlock (kuangliu): conv-BN-ReLU-conv-BN + shortcut (1x1 conv + BN when shape changes)."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = nn.Sequential()
-        if stride != 1 or cin != cout:
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        return F.relu(out + self.shortcut(x))
-
-
 def _encoder(channels: int, width: int, levels: int) -> nn.Sequential:
     """The truncated CIFAR ResNet-18: stem, layer1, full layers 2..levels, and the first block of the next."""
     layers: list[nn.Module] = [nn.Conv2d(channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-                               _Block(width, width), _Block(width, width)]
+                               BasicBlock(width, width), BasicBlock(width, width)]
     c = width
     for _ in range(1, levels):
-        layers += [_Block(c, 2 * c, 2), _Block(2 * c, 2 * c)]
+        layers += [BasicBlock(c, 2 * c, 2), BasicBlock(2 * c, 2 * c)]
         c *= 2
-    layers.append(_Block(c, 2 * c, 2))
+    layers.append(BasicBlock(c, 2 * c, 2))
     return nn.Sequential(*layers)
 
 
