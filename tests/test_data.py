@@ -234,3 +234,14 @@ def test_available_datasets_lists_everything(tmp_path):
     assert av["digits"].startswith("offline")
     assert av["cifar10"].startswith("missing")
     assert set(av) >= {"digits", "fashion-mnist", "cifar10", "cifar100"}
+
+
+def test_with_images_drops_an_affine_code_unless_given_again():
+    from uel_helpers.data import DECODE_KEY
+
+    ds = synthetic_dataset(n_per_class=2, num_classes=2, channels=1, size=8, seed=0)
+    coded = ds.with_images(ds.images, **{DECODE_KEY: {"scale": 2.0, "offset": -1.0}}, note="x")
+    assert coded.meta[DECODE_KEY] == {"scale": 2.0, "offset": -1.0}
+    replaced = coded.with_images(255 - coded.images)
+    assert DECODE_KEY not in replaced.meta and replaced.meta["note"] == "x"
+    assert coded.with_images(coded.images, **{DECODE_KEY: coded.meta[DECODE_KEY]}).meta[DECODE_KEY]["scale"] == 2.0

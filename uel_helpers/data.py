@@ -153,8 +153,13 @@ class ImageSet:
         return cls(quantize(x, rounding), labels, classes, name=name, meta=dict(meta or {}))
 
     def with_images(self, images: torch.Tensor, name: str | None = None, **meta) -> ImageSet:
-        """A new ImageSet with the same labels and classes and new uint8 images."""
-        return ImageSet(images, self.labels.clone(), self.classes, name=name or self.name, meta={**self.meta, **meta})
+        """A new ImageSet with the same labels and classes and new uint8 images.
+
+        The meta is carried over, except an affine code (`meta["decode"]`): it described the old bytes, so new
+        images are plain 0..255 unless the caller passes a code for them again.
+        """
+        kept = {k: v for k, v in self.meta.items() if k != DECODE_KEY}
+        return ImageSet(images, self.labels.clone(), self.classes, name=name or self.name, meta={**kept, **meta})
 
     def subset(self, indices) -> ImageSet:
         """The images at `indices` (a sequence, array, tensor or slice)."""
@@ -236,6 +241,72 @@ def quantize(x: torch.Tensor, rounding: str = "round") -> torch.Tensor:
     if rounding == "truncate":
         return torch.floor(x * 255.0).clamp_(0, 255).to(torch.uint8)
     raise ValueError(f"rounding must be 'round' or 'truncate', got {rounding!r}")
+
+
+# --- affine uint8 codes for images outside [0, 1] ------------------------------------------------
+#
+# Some purifications (the orthogonal projection attack) produce float images outside [0, 1]. Clipping
+# them would change the method, so such an ImageSet stores an exact affine code instead and says so in
+# `meta["decode"] = {"scale": s, "offset": o}`: float = u8 / 255 * s + o (quantisation step s / 255).
+# Without that entry the usual float = u8 / 255 holds. The trainer decodes training images this way.
+
+DECODE_KEY = "decode"
+
+
+def decode_affine(meta: dict | None) -> tuple[float, float]:
+    """(scale, offset) of the uint8 code in `meta["decode"]`; (1.0, 0.0), the plain u8 / 255, when absent."""
+    if not meta or DECODE_KEY not in meta:
+        return 1.0, 0.0
+    code = meta[DECODE_KEY]
+    if not isinstance(code, dict) or set(code) != {"scale", "offset"}:
+        raise ValueError(f"meta['{DECODE_KEY}'] must be a dict with exactly the keys 'scale' and 'offset' "
+                         f"(float = u8 / 255 * scale + offset), got {code!r}")
+    try:
+        scale, offset = float(code["scale"]), float(code["offset"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"meta['{DECODE_KEY}'] scale and offset must be numbers, got {code!r}") from err
+    if not (np.isfinite(scale) and np.isfinite(offset)) or scale <= 0:
+        raise ValueError(f"meta['{DECODE_KEY}'] needs a finite scale > 0 and a finite offset, got {code!r}")
+    return scale, offset
+
+
+def decode_images(images_u8: torch.Tensor, meta: dict | None = None) -> torch.Tensor:
+    """uint8 images -> float32 on their device: u8 / 255, or u8 / 255 * scale + offset when `meta` has a code.
+
+    With no `meta["decode"]` this is exactly `images_u8.float().div_(255.0)`, bit for bit.
+    """
+    if not isinstance(images_u8, torch.Tensor) or images_u8.dtype != torch.uint8:
+        raise TypeError(f"decode_images expects a uint8 tensor, got "
+                        f"{images_u8.dtype if isinstance(images_u8, torch.Tensor) else type(images_u8).__name__}")
+    scale, offset = decode_affine(meta)
+    x = images_u8.float().div_(255.0)
+    if (scale, offset) != (1.0, 0.0):
+        x.mul_(scale).add_(offset)
+    return x
+
+
+def affine_code(lo: float, hi: float) -> dict:
+    """The affine code {"scale", "offset"} that maps [lo, hi] onto 0..255 (scale 1 when lo == hi)."""
+    lo, hi = float(lo), float(hi)
+    if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo:
+        raise ValueError(f"affine_code needs finite lo <= hi, got [{lo}, {hi}]")
+    return {"scale": (hi - lo) if hi > lo else 1.0, "offset": lo}
+
+
+def encode_images(x: torch.Tensor, code: dict) -> torch.Tensor:
+    """Float images -> uint8 with an affine code: floor((x - offset) / scale * 255 + 0.5).
+
+    The inverse of `decode_images` up to half a quantisation step (scale / 510). Values outside
+    [offset, offset + scale] are an error, not clipped: make the code from the data's min and max.
+    """
+    scale, offset = decode_affine({DECODE_KEY: code})
+    v = (x.double() - offset) * (255.0 / scale)
+    lo, hi = float(v.min()), float(v.max())
+    if lo < -1e-6 or hi > 255.0 + 1e-6:  # float rounding only; anything more is a wrong code
+        raise ValueError(f"encode_images: values span [{lo * scale / 255 + offset:.6g}, "
+                         f"{hi * scale / 255 + offset:.6g}], outside the code's range "
+                         f"[{offset:.6g}, {offset + scale:.6g}]; build the code with affine_code(min, max)")
+    return torch.floor(v + 0.5).clamp_(0, 255).to(torch.uint8)
 
 
 # --- explicit conversions ----------------------------------------------------------------------

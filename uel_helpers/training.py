@@ -3,14 +3,15 @@
 `train(train_set, test_set, protocol)` returns a `History` with clean test accuracy after every epoch,
 so that final and peak accuracy (and the epoch of the peak) can both be read: a short run is a
 form of early stopping, which is itself a defense (see notebook 02). Training-time defenses are protocol
-fields too: CutMix/MixUp (`mix`, `mix_alpha`) and PGD adversarial training (`adv_eps`, `adv_steps`,
-`adv_step_size`).
+fields too: CutMix/MixUp (`mix`, `mix_alpha`), PGD adversarial training (`adv_eps`, `adv_steps`,
+`adv_step_size`) and sharpening + DCT low-pass filtering (`sharpen`, `sharpen_center`, `lowpass_percent`).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import numbers
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -22,13 +23,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import ImageSet
+from .data import ImageSet, decode_affine, decode_images
 from .device import amp_dtype, autocast, make_generator, pick_device, seed_everything
 from .models import MODELS, FastNet, build_model
 from .profiles import resolve_profile
 
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
 MIXES = ("none", "cutmix", "mixup")
+SHARPENS = ("none", "ssk", "rsk")
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,9 @@ class Protocol:
     adv_eps: float = 0.0           # L-inf PGD adversarial training radius in [0,1] pixel units (0 = off; 8/255 usual)
     adv_steps: int = 10            # PGD steps per batch
     adv_step_size: float = 2 / 255  # PGD step size (and scale of the random start), pixel units
+    sharpen: str = "none"          # "none", "ssk" (static) or "rsk" (random per image) 3x3 sharpening, per batch
+    sharpen_center: float = 2.5    # centre tap of the sharpening kernel (> 1); side taps -(c-1)/4
+    lowpass_percent: float = 0.0   # DCT low-pass: keep this % of the frequencies per side (0 = off; RSK+FF uses 30)
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
@@ -97,6 +102,18 @@ class Protocol:
         if not self.adv_step_size > 0:
             raise ValueError(f"protocol {self.name!r}: adv_step_size must be > 0 (pixel units, e.g. 2/255), "
                              f"got {self.adv_step_size}")
+        if self.sharpen not in SHARPENS:
+            raise ValueError(f"protocol {self.name!r}: unknown sharpen {self.sharpen!r}; expected one of {SHARPENS}")
+        for what, value in (("sharpen_center", self.sharpen_center), ("lowpass_percent", self.lowpass_percent)):
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise TypeError(f"protocol {self.name!r}: {what} must be a real number, got {type(value).__name__} "
+                                f"{value!r}")
+        if not (math.isfinite(self.sharpen_center) and self.sharpen_center > 1):
+            raise ValueError(f"protocol {self.name!r}: sharpen_center must be > 1 (a kernel centre <= 1 does not "
+                             f"sharpen; the paper uses 2.5), got {self.sharpen_center}")
+        if not 0 <= self.lowpass_percent <= 100:  # also rejects NaN
+            raise ValueError(f"protocol {self.name!r}: lowpass_percent must be in [0, 100] (the % of DCT frequencies "
+                             f"kept per side; 0 = off, RSK+FF uses 30), got {self.lowpass_percent}")
 
     def with_(self, **changes) -> Protocol:
         """A copy with some fields changed, e.g. `get_protocol('quick').with_(epochs=3)`."""
@@ -203,9 +220,38 @@ def random_cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Ten
     return x.masked_fill(mask[:, None], 0.0)
 
 
+def sharpen_and_filter(x: torch.Tensor, protocol: Protocol, gen: torch.Generator) -> tuple[torch.Tensor, int]:
+    """The protocol's sharpening / DCT low-pass (RSK+FF and its variants) on a float batch: (batch, crop padding).
+
+    The reference (paper sheet 04, §5) sharpens H x W -> (H-2) x (W-2) with no padding, filters that smaller
+    image, then RandomCrop(H, padding=p) zero-pads it to (H-2+2p) and crops H x W. Zero-padding by 1 back to
+    H x W and then cropping with padding p-1 pads to the same (H-2+2p) array and draws the offset from the
+    same 2p-1 values, so the result is identical, and the crop stays `random_crop`. With crop_padding 0 (where
+    the reference's RandomCrop would fail on the smaller image) the sharpened image is padded back by 1, i.e.
+    centred in a 1-pixel black frame. FF alone (sharpen "none") filters the full-size image.
+    """
+    # Imported here, not at the top: `uel_helpers.defenses` sits below training in the data flow, but some
+    # of its modules may import training, and importing the package while training is half-initialised
+    # would be circular. By the time a batch is augmented everything is loaded.
+    from .defenses.sharpen import sharpen_filter
+
+    percent = protocol.lowpass_percent or None
+    if protocol.sharpen == "none":
+        return sharpen_filter(x, "none", percent=percent), protocol.crop_padding
+    x = sharpen_filter(x, protocol.sharpen, protocol.sharpen_center, percent, generator=gen)
+    return F.pad(x, (1, 1, 1, 1)), max(0, protocol.crop_padding - 1)
+
+
 def augment(x: torch.Tensor, protocol: Protocol, gen: torch.Generator) -> torch.Tensor:
-    """The protocol's training augmentation (crop, flip, cutout) on a float batch, on its device."""
-    x = random_crop(x, protocol.crop_padding, gen)
+    """The protocol's training augmentation on a float batch, on its device: sharpen/filter, crop, flip, cutout.
+
+    Sharpening and the DCT low-pass (`sharpen_and_filter`) run only when the protocol sets them; with them off
+    this is crop, flip and cutout exactly as before they existed.
+    """
+    padding = protocol.crop_padding
+    if protocol.sharpen != "none" or protocol.lowpass_percent:
+        x, padding = sharpen_and_filter(x, protocol, gen)
+    x = random_crop(x, padding, gen)
     if protocol.flip:
         x = random_flip(x, gen)
     if protocol.cutout:
@@ -461,9 +507,11 @@ def train(
     if isinstance(net, FastNet) and proto.whiten:
         gen_cpu = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(train_set), generator=gen_cpu)[:5000]
-        net.fit_whitening(train_set.images[pick].float() / 255.0)
+        net.fit_whitening(decode_images(train_set.images[pick], train_set.meta))
     if proto.normalize:
         mean, std = channel_stats(train_set.images)
+        scale, offset = decode_affine(train_set.meta)  # (1, 0) unless the set stores an affine code
+        mean, std = mean * scale + offset, std * scale
         net = nn.Sequential(Normalize(mean, std), net)
     net = net.to(dev)
     if dev.type == "cuda":
@@ -500,7 +548,7 @@ def train(
         seen = 0
         for i in range(steps_per_epoch):
             idx = perm[i * proto.batch_size:(i + 1) * proto.batch_size]
-            xb = augment(x_train[idx].float().div_(255.0), proto, gen)
+            xb = augment(decode_images(x_train[idx], train_set.meta), proto, gen)
             yb = y_train[idx]
             if dev.type == "cuda":
                 xb = xb.contiguous(memory_format=torch.channels_last)

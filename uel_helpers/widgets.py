@@ -12,15 +12,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
 from .data import ImageSet
-from .plots import figure_to_png, render_perturbation
+from .plots import figure_to_png, render_perturbation, signed_rows
 from .poisons.base import Poison
 
 if TYPE_CHECKING:
     import ipywidgets
 
-__all__ = ["perturbation_explorer"]
+__all__ = ["perturbation_explorer", "dvae_explorer", "dvae_panels"]
 
 
 def _ipywidgets():
@@ -115,6 +116,98 @@ def perturbation_explorer(clean: ImageSet, poisons: Poison | Mapping[str, Poison
     box = w.VBox([w.HBox([attack, klass]), w.HBox([image_idx, fft]), w.HBox([auto, amplify]), info, picture])
     box.controls = {"attack": attack, "class": klass, "image": image_idx, "auto": auto, "amplify": amplify,
                     "fft": fft, "picture": picture, "info": info}
+    box.redraw = redraw
+    redraw()
+    return box
+
+
+def dvae_panels(model, clean: ImageSet, poisoned: ImageSet, indices, sample_latent: bool = True, seed: int = 0
+                ) -> dict:
+    """D-VAE's view of some poisoned training images: input, x̂, p̂, the true δ and x − p̂ (float CPU tensors).
+
+    `model` is a trained stage model (`run_stages(...).models[0]` or `train_dvae`); δ = poisoned − clean is what
+    was stored, so the p̂ row can be compared with it directly.
+    """
+    from .defenses.dvae import DVAE, reconstruct  # widgets sit above defenses; imported here to keep import light
+
+    if not isinstance(model, DVAE):
+        raise TypeError(f"dvae_panels: expected a trained DVAE (run_stages(...).models[0]), got {type(model).__name__}")
+    if not isinstance(clean, ImageSet) or not isinstance(poisoned, ImageSet):
+        raise TypeError("dvae_panels: clean and poisoned must be ImageSets (the clean set and its poisoned version)")
+    if clean.images.shape != poisoned.images.shape:
+        raise ValueError(f"dvae_panels: clean {tuple(clean.images.shape)} and poisoned {tuple(poisoned.images.shape)} "
+                         "are not versions of the same images")
+    idx = torch.as_tensor(np.asarray(indices, dtype=np.int64))
+    if idx.ndim != 1 or len(idx) == 0 or int(idx.min()) < 0 or int(idx.max()) >= len(clean):
+        raise ValueError(f"dvae_panels: indices must be a non-empty list of ints in [0, {len(clean)}), got {indices!r}")
+    x = poisoned.images[idx].float() / 255
+    out = reconstruct(model, poisoned.images[idx], poisoned.labels[idx], sample_latent=sample_latent, seed=seed,
+                      device="cpu")
+    return {"input (poisoned)": x, "x̂ (main decoder)": out.x_hat.clamp(0, 1), "p̂ (perturbation decoder)": out.p_hat,
+            "true δ": x - clean.images[idx].float() / 255, "x − p̂ (stage-1 output)": out.residual}
+
+
+def dvae_explorer(models: Mapping, clean: ImageSet, poisoned: Mapping[str, ImageSet], n: int = 6,
+                  dpi: int = 80) -> ipywidgets.VBox:
+    """Browse what a trained D-VAE separates, per poison and class: input, x̂, p̂, the true δ and x − p̂.
+
+    models: poison name -> the stage-1 DVAE trained on that poison; poisoned: poison name -> its poisoned
+    training set (aligned with `clean`). Controls: poison, class, first image, and whether z is sampled (as
+    the reference does) or set to its mean. Returns a VBox with `.controls` and `.redraw()` attached.
+    """
+    w = _ipywidgets()
+    if not isinstance(models, Mapping) or not models or set(models) != set(poisoned):
+        raise ValueError("dvae_explorer needs two dicts with the same poison names: models (name -> DVAE) and "
+                         f"poisoned (name -> ImageSet); got {sorted(models) if isinstance(models, Mapping) else models}"
+                         f" and {sorted(poisoned) if isinstance(poisoned, Mapping) else poisoned}")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"dvae_explorer: n (images per view) must be an int >= 1, got {n!r}")
+    labels = clean.labels.numpy()
+    per_class = {k: np.flatnonzero(labels == k) for k in range(clean.num_classes)}
+    class_options = [(f"{k}: {clean.classes[k]} ({len(idx)})", k) for k, idx in per_class.items() if len(idx)]
+    if not class_options:
+        raise ValueError("dvae_explorer needs a non-empty dataset")
+    first_class = class_options[0][1]
+    poison = w.Dropdown(options=list(models), value=next(iter(models)), description="poison")
+    klass = w.Dropdown(options=class_options, value=first_class, description="class")
+    start = w.IntSlider(value=0, min=0, max=max(0, len(per_class[first_class]) - n), step=1, description="first",
+                        continuous_update=False)
+    sample = w.Checkbox(value=True, description="sample z (as the reference)")
+    picture = w.Image(format="png")
+    info = w.HTML()
+    state = {"busy": False}
+
+    def redraw(_change=None) -> None:
+        """Run the selected model on the selected images and render the rows."""
+        if state["busy"]:
+            return
+        members = per_class[klass.value]
+        pick = members[start.value:start.value + n]
+        panels = dvae_panels(models[poison.value], clean, poisoned[poison.value], pick, sample_latent=sample.value)
+        cos = torch.nn.functional.cosine_similarity(panels["p̂ (perturbation decoder)"].flatten(1),
+                                                    panels["true δ"].flatten(1), dim=1)
+        fig = signed_rows(panels, signed=("p̂ (perturbation decoder)", "true δ"),
+                          column_titles=[f"#{int(i)}  cos {float(c):+.2f}" for i, c in zip(pick, cos, strict=True)],
+                          title=f"{poison.value}: class {clean.classes[klass.value]} (cos = cosine(p̂, δ))")
+        picture.value = figure_to_png(fig, dpi=dpi)
+        info.value = (f"<b>{poison.value}</b>: images {start.value + 1}-{start.value + len(pick)} of {len(members)} "
+                      f"in class {clean.classes[klass.value]!s}; mean cosine(p̂, δ) {float(cos.mean()):+.3f}")
+
+    def class_changed(_change=None) -> None:
+        state["busy"] = True
+        try:
+            start.value = 0
+            start.max = max(0, len(per_class[klass.value]) - n)
+        finally:
+            state["busy"] = False
+        redraw()
+
+    klass.observe(class_changed, names="value")
+    for control in (poison, start, sample):
+        control.observe(redraw, names="value")
+    box = w.VBox([w.HBox([poison, klass]), w.HBox([start, sample]), info, picture])
+    box.controls = {"poison": poison, "class": klass, "first": start, "sample": sample, "picture": picture,
+                    "info": info}
     box.redraw = redraw
     redraw()
     return box

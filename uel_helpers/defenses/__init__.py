@@ -15,6 +15,8 @@ from . import augment
 from . import adversarial
 from . import early_stopping
 from . import dvae
+from . import sharpen
+from . import projection
 
 __all__ = ["REGISTRY", "KINDS", "READINGS", "Defense", "add", "apply_defense", "defense_params", "get_defense",
            "register", "grayscale", "jpeg", "bdr"]

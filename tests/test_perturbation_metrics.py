@@ -1,0 +1,74 @@
+"""Tests for uel_helpers.perturbation_metrics: PSNR, perturbation survival, cosine similarity."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from uel_helpers.data import ImageSet
+from uel_helpers.perturbation_metrics import cosine_similarity, perturbation_survival, psnr
+
+
+def _sets(seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    clean_u8 = torch.randint(40, 216, (6, 3, 8, 8), generator=g, dtype=torch.uint8)
+    delta_u8 = torch.randint(-8, 9, (6, 3, 8, 8), generator=g)
+    poisoned_u8 = (clean_u8.int() + delta_u8).to(torch.uint8)  # no clipping needed: clean is in [40, 215]
+    labels = torch.arange(6) % 2
+    mk = lambda x: ImageSet(x, labels, ("a", "b"))  # noqa: E731
+    return mk(clean_u8), mk(poisoned_u8), delta_u8.float() / 255
+
+
+def test_psnr_matches_the_formula_and_is_inf_for_identical_images():
+    clean, poisoned, delta = _sets()
+    want = 10 * torch.log10(1 / delta.pow(2).flatten(1).mean(1))
+    torch.testing.assert_close(psnr(clean, poisoned), want)
+    assert torch.isinf(psnr(clean, clean)).all()
+
+
+def test_survival_is_one_when_untouched_zero_when_removed_and_half_when_halved():
+    clean, poisoned, delta = _sets()
+    assert perturbation_survival(clean, poisoned, poisoned) == pytest.approx(1.0)
+    assert perturbation_survival(clean, poisoned, clean) == pytest.approx(0.0)
+    half = clean.images.float() / 255 + delta / 2  # float images are accepted as they are
+    assert perturbation_survival(clean, poisoned, half) == pytest.approx(0.5, abs=1e-6)
+
+
+def test_survival_ignores_content_changes_orthogonal_to_delta():
+    clean, poisoned, delta = _sets()
+    other = torch.randn(delta.shape, generator=torch.Generator().manual_seed(3))
+    flat_d, flat_o = delta.flatten(), other.flatten()
+    orth = (flat_o - flat_o.dot(flat_d) / flat_d.dot(flat_d) * flat_d).view_as(delta)
+    purified = clean.images.float() / 255 + 0.25 * delta + 0.01 * orth
+    assert perturbation_survival(clean, poisoned, purified) == pytest.approx(0.25, abs=1e-5)
+
+
+def test_survival_needs_a_perturbation_and_aligned_sets():
+    clean, poisoned, _ = _sets()
+    with pytest.raises(ValueError, match="no perturbation"):
+        perturbation_survival(clean, clean, clean)
+    other_labels = ImageSet(poisoned.images, 1 - poisoned.labels, poisoned.classes)
+    with pytest.raises(ValueError, match="different labels"):
+        perturbation_survival(clean, other_labels, poisoned)
+    with pytest.raises(ValueError, match="same images"):
+        perturbation_survival(clean, poisoned, poisoned.images[:3])
+    with pytest.raises(TypeError, match="ImageSet or a tensor"):
+        psnr(clean, poisoned.images.numpy())
+    with pytest.raises(TypeError, match="uint8"):
+        psnr(clean.images.int(), clean.images.int())
+
+
+def test_cosine_similarity():
+    _, _, delta = _sets()
+    torch.testing.assert_close(cosine_similarity(3 * delta, delta), torch.ones(6))
+    torch.testing.assert_close(cosine_similarity(-delta, delta), -torch.ones(6))
+    estimate = delta.clone()
+    estimate[0] = 0
+    cos = cosine_similarity(estimate, delta)
+    assert math.isnan(cos[0]) and torch.allclose(cos[1:], torch.ones(5))
+    with pytest.raises(ValueError, match="same shape"):
+        cosine_similarity(delta[:2], delta)
+    with pytest.raises(TypeError, match="float tensor"):
+        cosine_similarity((delta * 255).to(torch.uint8), delta)
