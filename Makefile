@@ -22,7 +22,8 @@ test: $(STAMP)
 	$(BIN)/ruff check uel_helpers tests notebooks benchmarks
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m "not slow"
 
-# Tests that do not fit CI's 20-minute budget (the quick protocol on all of Fashion-MNIST: ~3.5 min).
+# Tests that do not fit CI's 20-minute budget: the quick protocol on all of Fashion-MNIST (~3.5 min) and the
+# effect tests of TAP, class-wise EM and AR L-inf (surrogate training: minutes) and D-VAE on EM (~3.5 min).
 test-slow: $(STAMP)
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m slow
 
@@ -44,6 +45,8 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_training.py
 	$(BIN)/python benchmarks/bench_poisons.py
+	$(BIN)/python benchmarks/bench_dvae.py
+	$(BIN)/python benchmarks/bench_sharpen.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .ruff_cache

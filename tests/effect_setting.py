@@ -27,9 +27,9 @@ def record(key: str, result: Result) -> None:
 
 
 def final_acc(attack: str, defense: str = "none", protocol: Protocol = JUDGE, key: str | None = None,
-              **attack_params) -> float:
+              defense_params: dict | None = None, **attack_params) -> float:
     """Final clean test accuracy of one run in the shared setting (cached), recorded under `key`."""
     result = evaluate(attack, defense, DATA, protocol, seeds=[0], attack_params=attack_params, baseline=False,
-                      device="cpu")
+                      defense_params=defense_params, device="cpu")
     record(key or (attack if defense == "none" else f"{attack} + {defense}"), result)
     return result.final[0]

@@ -4,7 +4,8 @@ The shared effect setting (tests/effect_setting.py), D-VAE at the `quick` profil
 channels, 8 epochs per stage; `uel_helpers.defenses.dvae.PROFILE_SETTINGS`). "Most" = at least half of
 the accuracy lost to the poison (clean − poisoned), the issue's criterion, fixed before measuring. The
 paper's own tables were not available to us; these numbers are ours (results/effect_results.json).
-With 3 epochs per stage D-VAE recovered 40% (AR) and 56% (EM): under-training, which is why `quick` has 8.
+Measured with 8 epochs per stage: AR 19.0% -> 66.15% (73% of the loss), EM sample-wise 10.0% -> 57.5%
+(65%); with 3 epochs per stage only 40% and 56%: under-training, which is why `quick` has 8.
 """
 
 from __future__ import annotations
@@ -18,7 +19,12 @@ pytestmark = [pytest.mark.effect, needs_fashion, pytest.mark.usefixtures("use_ef
 MIN_RECOVERED = 0.5
 
 
-@pytest.mark.parametrize("attack,params", [("ar", {}), ("em-samplewise", {"profile": "quick"})])
+# The EM case runs with `make test-slow`: both D-VAE stages cost ~3.5 minutes per poison on 2 CPU cores, and CI's
+# 20-minute budget holds one of them.
+CASES = [("ar", {}), pytest.param("em-samplewise", {"profile": "quick"}, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("attack,params", CASES)
 def test_dvae_recovers_most_of_the_gap(attack, params, monkeypatch):
     monkeypatch.setenv("UEL_PROFILE", "quick")  # D-VAE's size follows the profile
     clean = final_acc("none", key="clean")

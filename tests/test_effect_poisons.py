@@ -53,9 +53,14 @@ def control_acc() -> float:
     return final_acc(CONTROL)
 
 
+# Run by `make test-slow`, not in CI's 20-minute budget: TAP's and class-wise EM's surrogate training cost minutes,
+# and AR L-inf repeats AR (L2) with another norm. Measured results: the poison-generation issue's note.
+SLOW = {"tap", "em-classwise", "ar-linf"}
+
+
 @pytest.mark.effect
 @needs_fashion
-@pytest.mark.parametrize("name", list(ATTACKS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ATTACKS])
 def test_poison_lowers_clean_accuracy(name, clean_acc, control_acc):
     acc = final_acc(name, **ATTACKS[name])
     print(f"{name}: {acc:.4f} (clean {clean_acc:.4f}, sample-wise noise control {control_acc:.4f})")

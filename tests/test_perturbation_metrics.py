@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from uel_helpers.data import ImageSet
-from uel_helpers.perturbation_metrics import cosine_similarity, perturbation_survival, psnr
+from uel_helpers.perturbation_metrics import cosine_similarity, perturbation_survival, perturbation_transfer, psnr
 
 
 def _sets(seed: int = 0):
@@ -72,3 +72,16 @@ def test_cosine_similarity():
         cosine_similarity(delta[:2], delta)
     with pytest.raises(TypeError, match="float tensor"):
         cosine_similarity((delta * 255).to(torch.uint8), delta)
+
+
+def test_transfer_excludes_the_purifiers_own_error():
+    clean, poisoned, delta = _sets()
+    x = clean.images.float() / 255
+    err = torch.full_like(x, 0.05)  # a purifier that brightens everything by 0.05 ...
+    f_clean, f_poisoned = x + err, x + err + 0.3 * delta  # ... and passes 30% of δ
+    assert perturbation_transfer(clean, poisoned, f_clean, f_poisoned) == pytest.approx(0.3, abs=1e-5)
+    biased = perturbation_survival(clean, poisoned, f_poisoned)  # survival counts the brightening too
+    want = 0.3 + float((err * delta).sum() / delta.pow(2).sum())
+    assert biased == pytest.approx(want, abs=1e-5)
+    with pytest.raises(ValueError, match="purified clean set"):
+        perturbation_transfer(clean, poisoned, f_clean[:2], f_poisoned)

@@ -7,6 +7,7 @@ Every dataset, clean or poisoned, is an `ImageSet` of uint8 pixels, as a release
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -362,7 +363,18 @@ def _load_digits(split: str) -> ImageSet:
 
 
 def _read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (MNIST format), gzipped or not."""
+    """Read an IDX file (MNIST format), gzipped or not; a read-only array.
+
+    Decompressing Fashion-MNIST's training images takes about a second, and experiments load the same files
+    for every run, so the decoded arrays of the last few files are kept in memory (keyed by path, size and
+    modification time: a replaced file is read again).
+    """
+    stat = path.stat()
+    return _read_idx_cached(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)
+def _read_idx_cached(path: Path, _size: int, _mtime_ns: int) -> np.ndarray:
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rb") as fh:
         data = fh.read()

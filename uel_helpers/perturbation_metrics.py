@@ -6,9 +6,13 @@ perturbation that was actually stored is δ = poisoned − clean (after clipping
 pixel units.
 
     PSNR(a, b)    = 10·log10(1 / MSE(a, b)) per image, in dB (higher = closer; identical images give +inf)
-    survival      = Σ⟨x̂ − x, δ⟩ / Σ‖δ‖²  over the whole set: the least-squares coefficient of δ in what the
-                    purifier left on top of the clean image (1 = passed through untouched, 0 = removed,
-                    < 0 = over-subtracted)
+    transfer      = Σ⟨f(x + δ) − f(x), δ⟩ / Σ‖δ‖²  over the whole set, for a purifier f run on both the poisoned
+                    and the clean images: the least-squares coefficient of δ in how the output moved when δ was
+                    added (1 = δ passed through untouched, 0 = removed, < 0 = over-subtracted)
+    survival      = the same with f(x) replaced by x: Σ⟨f(x + δ) − x, δ⟩ / Σ‖δ‖². Only meaningful when f leaves
+                    clean content alone (a subtraction, like D-VAE's stage 1): a lossy reconstruction's own error
+                    f(x) − x can correlate with δ (on Fashion-MNIST both are >= 0 on the black background, where
+                    clipping keeps only the positive part of δ), so use `perturbation_transfer` for those.
     cosine(p, δ)  = ⟨p, δ⟩ / (‖p‖·‖δ‖) per image: how well an estimated perturbation (D-VAE's p̂) points along
                     the true one
 """
@@ -53,16 +57,32 @@ def psnr(a, b) -> torch.Tensor:
     return 10 * torch.log10(1.0 / mse)  # mse = 0 gives +inf: the images are identical
 
 
-def perturbation_survival(clean, poisoned, purified) -> float:
-    """Σ⟨purified − clean, δ⟩ / Σ‖δ‖² with δ = poisoned − clean: the fraction of the perturbation left (1 = all)."""
-    fn = "perturbation_survival"
+def _delta_coefficient(clean, poisoned, base, moved, fn: str) -> float:
     x, xp = _pair(clean, poisoned, ("clean", "poisoned"), fn)
-    _, xr = _pair(clean, purified, ("clean", "purified"), fn)
+    _, fb = _pair(clean, base, ("clean", "the purified clean set"), fn)
+    _, fm = _pair(clean, moved, ("clean", "the purified poisoned set"), fn)
     delta = xp - x
     energy = float(delta.pow(2).sum())
     if energy == 0:
         raise ValueError(f"{fn}: poisoned equals clean (δ = 0): there is no perturbation to follow")
-    return float(((xr - x) * delta).sum()) / energy
+    return float(((fm - fb) * delta).sum()) / energy
+
+
+def perturbation_survival(clean, poisoned, purified) -> float:
+    """Σ⟨purified − clean, δ⟩ / Σ‖δ‖² with δ = poisoned − clean: the share of δ left (1 = all), for subtractions.
+
+    For a purifier that also changes clean content (a VAE reconstruction), use `perturbation_transfer`.
+    """
+    return _delta_coefficient(clean, poisoned, clean, purified, "perturbation_survival")
+
+
+def perturbation_transfer(clean, poisoned, purified_clean, purified_poisoned) -> float:
+    """Σ⟨f(x + δ) − f(x), δ⟩ / Σ‖δ‖²: how much of δ a purifier f passes (1 = all, 0 = none), its own error excluded.
+
+    purified_clean / purified_poisoned: f applied to the clean and to the poisoned images (same images, same order;
+    for a sampling VAE use the same seed for both, so the sampling noise cancels).
+    """
+    return _delta_coefficient(clean, poisoned, purified_clean, purified_poisoned, "perturbation_transfer")
 
 
 def cosine_similarity(estimate, delta) -> torch.Tensor:
@@ -84,4 +104,4 @@ def cosine_similarity(estimate, delta) -> torch.Tensor:
     return torch.where(norms > 0, cos, torch.full_like(cos, float("nan"))).float()
 
 
-__all__ = ["cosine_similarity", "perturbation_survival", "psnr"]
+__all__ = ["cosine_similarity", "perturbation_survival", "perturbation_transfer", "psnr"]

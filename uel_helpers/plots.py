@@ -488,15 +488,15 @@ def signed_rows(rows: Mapping[str, torch.Tensor], signed: Sequence[str] = (),
     return fig
 
 
-def cap_sweep(caps: Sequence[float], psnr_db: Sequence[float], survival: Sequence[float], accuracy: Sequence[float],
+def cap_sweep(caps: Sequence[float], psnr_db: Sequence[float], transfer: Sequence[float], accuracy: Sequence[float],
               clean_accuracy: float | None = None, poisoned_accuracy: float | None = None, title: str = "") -> Figure:
-    """Three panels against the KL cap (log scale): PSNR of the clean content, perturbation survival, judge accuracy.
+    """Three panels against the KL cap (log scale): PSNR of the clean content, perturbation transfer, judge accuracy.
 
     accuracy values are fractions (0..1), drawn in %; the clean and poisoned (no defense) accuracies are drawn as
     dashed reference lines when given.
     """
     caps = [float(c) for c in caps]
-    series = {"PSNR(x̂, clean x) (dB)": psnr_db, "perturbation survival": survival, "accuracy": accuracy}
+    series = {"PSNR(x̂, clean x) (dB)": psnr_db, "perturbation transfer": transfer, "accuracy": accuracy}
     bad = {k: len(v) for k, v in series.items() if len(v) != len(caps)}
     if not caps or bad:
         raise ValueError(f"cap_sweep needs one value per cap ({len(caps)} caps), got lengths {bad or 'no caps'}")
@@ -505,10 +505,10 @@ def cap_sweep(caps: Sequence[float], psnr_db: Sequence[float], survival: Sequenc
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
     axes[0].plot(caps, psnr_db, "o-")
     axes[0].set(ylabel="PSNR (dB)", title="(a) clean content kept")
-    axes[1].plot(caps, survival, "o-", color="C3")
+    axes[1].plot(caps, transfer, "o-", color="C3")
     axes[1].axhline(1.0, color="gray", ls=":", lw=1)
     axes[1].axhline(0.0, color="gray", ls=":", lw=1)
-    axes[1].set(ylabel="Σ⟨x̂ − x, δ⟩ / Σ‖δ‖²", title="(b) perturbation that survives (1 = all)")
+    axes[1].set(ylabel="Σ⟨x̂(x+δ) − x̂(x), δ⟩ / Σ‖δ‖²", title="(b) perturbation passed through (1 = all)")
     axes[2].plot(caps, [100 * a for a in accuracy], "o-", color="C2", label="VAE reconstructions")
     if clean_accuracy is not None:
         axes[2].axhline(100 * clean_accuracy, color="k", ls="--", lw=1, label="clean training set")
@@ -527,3 +527,95 @@ def cap_sweep(caps: Sequence[float], psnr_db: Sequence[float], survival: Sequenc
 
 
 __all__ += ["signed_rows", "cap_sweep"]
+
+
+# --- notebook 04: CUDA, sharpening and the DCT low-pass ----------------------------------------------
+
+def kernel_grid(kernels: Mapping[str, np.ndarray | torch.Tensor], title: str = "") -> Figure:
+    """3x3 (or k x k) kernels as annotated heatmaps, one panel per name (e.g. CUDA's class kernels, SSK)."""
+    if not kernels:
+        raise ValueError("kernel_grid needs at least one kernel, e.g. {'class 0': k}")
+    arrays = {name: np.asarray(torch.as_tensor(k, dtype=torch.float64)) for name, k in kernels.items()}
+    bad = {name: a.shape for name, a in arrays.items() if a.ndim != 2}
+    if bad:
+        raise ValueError(f"kernel_grid expects 2-D kernels (one channel), got shapes {bad}")
+    n = len(arrays)
+    cols = min(n, 5)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.1 * rows + 0.3), squeeze=False)
+    top = max(float(np.abs(a).max()) for a in arrays.values()) or 1.0
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, a) in zip(axes.flat, arrays.items(), strict=False):
+        ax.imshow(a, cmap="RdBu_r", vmin=-top, vmax=top)
+        for (i, j), v in np.ndenumerate(a):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7)
+        ax.set_title(f"{name}\nsum {a.sum():.2f}", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def frequency_responses(kernels: Mapping[str, np.ndarray | torch.Tensor], size: int = 32, title: str = "") -> Figure:
+    """|H(f)| of small 2-D kernels: the magnitude of their 2-D DFT on a size x size grid, centred (DC in the middle).
+
+    A blur is bright in the middle and dark at the edges (it removes high frequencies); a sharpening kernel is
+    the opposite. A product of two responses is the response of the two kernels applied one after the other.
+    """
+    if not kernels:
+        raise ValueError("frequency_responses needs at least one kernel")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 3:
+        raise ValueError(f"frequency_responses: size must be an int >= 3, got {size!r}")
+    mags = {}
+    for name, k in kernels.items():
+        a = np.asarray(torch.as_tensor(k, dtype=torch.float64))
+        if a.ndim != 2 or max(a.shape) > size:
+            raise ValueError(f"frequency_responses: kernel {name!r} must be 2-D and at most {size} wide, got {a.shape}")
+        mags[name] = np.fft.fftshift(np.abs(np.fft.fft2(a, s=(size, size))))
+    top = max(float(m.max()) for m in mags.values())
+    n = len(mags)
+    cols = min(n, 5)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.2 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    im = None
+    for ax, (name, m) in zip(axes.flat, mags.items(), strict=False):
+        im = ax.imshow(m, cmap="viridis", vmin=0, vmax=top)
+        ax.set_title(f"{name}\nDC gain {m[size // 2, size // 2]:.2f}", fontsize=8)
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="|H(f)|")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def dct_spectra(images: Mapping[str, torch.Tensor], title: str = "") -> Figure:
+    """Each named image (C, H, W, floats in [0,1]) above the log-magnitude of its orthonormal 2-D DCT (channel mean).
+
+    Low frequencies are at the top-left of a DCT spectrum; a low-pass filter keeps only a top-left block.
+    """
+    from .defenses.sharpen import dct2  # plots sit above defenses in the data flow
+
+    if not images:
+        raise ValueError("dct_spectra needs at least one image")
+    fig, axes = plt.subplots(2, len(images), figsize=(2.4 * len(images), 5.0), squeeze=False)
+    for col, (name, x) in enumerate(images.items()):
+        if not isinstance(x, torch.Tensor) or x.ndim != 3:
+            raise ValueError(f"dct_spectra: {name!r} must be one image tensor (C, H, W), got "
+                             f"{type(x).__name__} {tuple(getattr(x, 'shape', ()))}")
+        x = x.detach().float().cpu()
+        _show(axes[0, col], to_display(x[None])[0], x.shape[0])
+        axes[0, col].set_title(f"{name}\n{x.shape[1]}x{x.shape[2]}", fontsize=8)
+        spec = np.log10(dct2(x.double()).abs().mean(0).numpy() + 1e-4)
+        axes[1, col].imshow(spec, cmap="magma", vmin=-4, vmax=max(1.0, float(spec.max())), interpolation="nearest")
+        axes[1, col].set_xticks([])
+        axes[1, col].set_yticks([])
+    axes[1, 0].set_ylabel("log10 |DCT|", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+__all__ += ["kernel_grid", "frequency_responses", "dct_spectra"]

@@ -15,13 +15,13 @@ import numpy as np
 import torch
 
 from .data import ImageSet
-from .plots import figure_to_png, render_perturbation, signed_rows
+from .plots import dct_spectra, figure_to_png, render_perturbation, signed_rows
 from .poisons.base import Poison
 
 if TYPE_CHECKING:
     import ipywidgets
 
-__all__ = ["perturbation_explorer", "dvae_explorer", "dvae_panels"]
+__all__ = ["perturbation_explorer", "dvae_explorer", "dvae_panels", "sharpen_explorer", "sharpen_panels"]
 
 
 def _ipywidgets():
@@ -208,6 +208,56 @@ def dvae_explorer(models: Mapping, clean: ImageSet, poisoned: Mapping[str, Image
     box = w.VBox([w.HBox([poison, klass]), w.HBox([start, sample]), info, picture])
     box.controls = {"poison": poison, "class": klass, "first": start, "sample": sample, "picture": picture,
                     "info": info}
+    box.redraw = redraw
+    redraw()
+    return box
+
+
+def sharpen_panels(image: torch.Tensor, mode: str = "rsk", center: float = 2.5, percent: float = 30.0,
+                   seed: int = 0) -> dict:
+    """One image (C, H, W, [0,1]) through sharpening (`mode` "rsk"/"ssk") and the DCT low-pass: the three stages."""
+    from .defenses.sharpen import dct_lowpass, sharpen_filter
+
+    if not isinstance(image, torch.Tensor) or image.ndim != 3 or not image.dtype.is_floating_point:
+        raise ValueError("sharpen_panels: image must be one float tensor (C, H, W) in [0, 1]")
+    gen = torch.Generator().manual_seed(seed)
+    sharp = sharpen_filter(image[None], mode, center, None, generator=gen)[0]
+    return {"input": image, f"{mode.upper()} (c={center:g})": sharp,
+            f"+ DCT low-pass {percent:g}%": dct_lowpass(sharp[None], percent)[0]}
+
+
+def sharpen_explorer(ds: ImageSet, dpi: int = 80) -> ipywidgets.VBox:
+    """Browse one training image through RSK/SSK sharpening and the DCT low-pass, with their DCT spectra.
+
+    Controls: image, sharpening kernel (random RSK, redrawn with the seed, or static SSK), centre c, the DCT
+    percentage kept per side, and the RSK seed. Nothing is trained: this shows what the defense does to an image.
+    """
+    w = _ipywidgets()
+    if not isinstance(ds, ImageSet) or len(ds) == 0:
+        raise ValueError("sharpen_explorer needs a non-empty ImageSet (e.g. a CUDA-poisoned training set)")
+    index = w.IntSlider(value=0, min=0, max=len(ds) - 1, description="image", continuous_update=False)
+    mode = w.Dropdown(options=[("RSK (random)", "rsk"), ("SSK (static)", "ssk")], value="rsk", description="kernel")
+    center = w.FloatSlider(value=2.5, min=1.1, max=5.0, step=0.1, description="centre c", continuous_update=False)
+    percent = w.FloatSlider(value=30.0, min=5.0, max=100.0, step=5.0, description="DCT kept %",
+                            continuous_update=False)
+    seed = w.IntSlider(value=0, min=0, max=99, description="RSK seed", continuous_update=False)
+    picture = w.Image(format="png")
+    info = w.HTML()
+
+    def redraw(_change=None) -> None:
+        """Render the selected image through the selected transform."""
+        x = ds.images[index.value].float() / 255
+        panels = sharpen_panels(x, mode.value, center.value, percent.value, seed.value)
+        fig = dct_spectra(panels, title=f"image {index.value} ({ds.classes[int(ds.labels[index.value])]})")
+        picture.value = figure_to_png(fig, dpi=dpi)
+        info.value = (f"<b>{mode.value.upper()}</b> c = {center.value:.1f}, DCT block kept: {percent.value:.0f}% "
+                      "per side")
+
+    for control in (index, mode, center, percent, seed):
+        control.observe(redraw, names="value")
+    box = w.VBox([w.HBox([index, mode]), w.HBox([center, percent, seed]), info, picture])
+    box.controls = {"image": index, "kernel": mode, "center": center, "percent": percent, "seed": seed,
+                    "picture": picture, "info": info}
     box.redraw = redraw
     redraw()
     return box

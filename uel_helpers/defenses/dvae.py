@@ -114,7 +114,7 @@ PROFILE_SETTINGS: dict[str, DVAESettings] = {
     # The paper's CIFAR-10 settings (configs/cifar10/resnet18DVAE.yaml, main_vae_disentangle.py).
     "paper": DVAESettings(PAPER_EPOCHS, 64, 256, 128),
     # 2 CPU cores, 5,000 Fashion-MNIST images: both stages in 184 s (measured). With 3 epochs D-VAE recovered
-    # only 40% of the accuracy AR took (under-trained); with 8, 73% (notebook 03, tests/test_effect_dvae.py).
+    # only 40% / 56% of the accuracy AR / EM took (under-trained); with 8, 73% / 65% (tests/test_effect_dvae.py).
     "quick": DVAESettings(8, 16, 64, 128),
     # Seconds on tiny data.
     "smoke": DVAESettings(1, 8, 16, 64),
