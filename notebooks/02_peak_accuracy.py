@@ -87,10 +87,11 @@ import statistics
 import matplotlib.pyplot as plt
 
 from uel_helpers import plots
-from uel_helpers.data import available_datasets, load_dataset, to_rgb
-from uel_helpers.experiments import DataSpec, evaluate
+from uel_helpers.data import available_datasets
+from uel_helpers.experiments import evaluate
 from uel_helpers.learning_speed import accuracy_at, epochs_to_loss, loss_auc, spearman, speed_label, speed_of
-from uel_helpers.notebook import notebook_setup
+from uel_helpers.notebook import attack_params as notebook_attack_params
+from uel_helpers.notebook import notebook_data, notebook_setup
 from uel_helpers.training import protocol_for_profile
 
 cfg = notebook_setup(profile, seed)
@@ -106,16 +107,7 @@ if poisons is None:
     poisons = ["em-samplewise", "em-classwise", "tap", "random-noise-classwise", "regions", "ar"]
 poisons = list(poisons)
 
-if dataset == "digits":  # 8x8 images: resize to 16x16 explicitly (the quick judge needs >= 16x16), as 01 does
-    train_set, test_set = (load_dataset("digits", split, size=16) for split in ("train", "test"))
-    if n_per_class is not None:
-        train_set = train_set.take_per_class(n_per_class, seed=0)
-    if as_rgb:
-        train_set, test_set = to_rgb(train_set), to_rgb(test_set)
-    data = (train_set, test_set)
-else:
-    data = DataSpec(dataset, n_per_class, as_rgb=as_rgb)
-    train_set, test_set = data.load()
+data, train_set, test_set = notebook_data(dataset, n_per_class, as_rgb)  # digits: resized to 16x16
 
 protocol = protocol_for_profile(cfg.profile).with_(epochs=epochs)
 judge_seeds = list(range(seed, seed + seeds))
@@ -162,11 +154,7 @@ for fn in (loss_auc, epochs_to_loss):
 
 # %%
 def attack_params(name: str) -> dict:
-    if name in ("ar", "ar-linf") and train_set.channels != 3:
-        return {"coefficients": "find"}  # AR's released processes are RGB: find 1-channel ones
-    if name in ("em-samplewise", "em-classwise", "tap"):
-        return {"profile": cfg.profile}  # the surrogate's size follows the profile
-    return {}
+    return notebook_attack_params(name, train_set.channels, cfg.profile)  # uel_helpers.notebook
 
 
 results = {}

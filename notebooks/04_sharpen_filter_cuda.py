@@ -71,10 +71,10 @@ import numpy as np
 import torch
 
 from uel_helpers import plots
-from uel_helpers.data import available_datasets, load_dataset, to_rgb
+from uel_helpers.data import available_datasets
 from uel_helpers.defenses.sharpen import ssk_kernel
-from uel_helpers.experiments import DataSpec, evaluate
-from uel_helpers.notebook import notebook_setup
+from uel_helpers.experiments import evaluate
+from uel_helpers.notebook import notebook_data, notebook_setup
 from uel_helpers.poisons import make_poison
 from uel_helpers.poisons.cuda import cuda_kernels
 from uel_helpers.training import protocol_for_profile
@@ -87,16 +87,7 @@ if n_per_class is None:
     n_per_class = {"smoke": 20, "quick": 500, "paper": None}[cfg.profile]
 if percents is None:
     percents = [30.0, 100.0] if cfg.profile == "smoke" else [10.0, 20.0, 30.0, 50.0, 100.0]
-if dataset == "digits":  # 8x8 images: resize to 16x16 explicitly, as 01 does
-    train_set, test_set = (load_dataset("digits", split, size=16) for split in ("train", "test"))
-    if n_per_class is not None:
-        train_set = train_set.take_per_class(n_per_class, seed=0)
-    if as_rgb:
-        train_set, test_set = to_rgb(train_set), to_rgb(test_set)
-    data = (train_set, test_set)
-else:
-    data = DataSpec(dataset, n_per_class, as_rgb=as_rgb)
-    train_set, test_set = data.load()
+data, train_set, test_set = notebook_data(dataset, n_per_class, as_rgb)  # digits: resized to 16x16
 judge = protocol_for_profile(cfg.profile)
 if cfg.profile == "quick":
     judge = judge.with_(max_test=2000)  # as the effect tests

@@ -79,11 +79,12 @@ import matplotlib.pyplot as plt
 import torch
 
 from uel_helpers import plots
-from uel_helpers.data import available_datasets, load_dataset, to_rgb
+from uel_helpers.data import available_datasets
 from uel_helpers.defenses.projection import fit_linear_weights
 from uel_helpers.dfr import dfr_over_epochs
-from uel_helpers.experiments import DataSpec, evaluate
-from uel_helpers.notebook import notebook_setup
+from uel_helpers.experiments import evaluate
+from uel_helpers.notebook import attack_params as notebook_attack_params
+from uel_helpers.notebook import notebook_data, notebook_setup
 from uel_helpers.poisons import REGISTRY, make_poison
 from uel_helpers.separability import linear_separability
 from uel_helpers.training import protocol_for_profile
@@ -102,16 +103,7 @@ if classwise is None:
                                                          "regions"]
 if samplewise is None:
     samplewise = ["ar"] if cfg.profile == "smoke" else ["em-samplewise", "ar"]
-if dataset == "digits":  # 8x8 images: resize to 16x16 explicitly, as 01 does
-    train_set, test_set = (load_dataset("digits", split, size=16) for split in ("train", "test"))
-    if n_per_class is not None:
-        train_set = train_set.take_per_class(n_per_class, seed=0)
-    if as_rgb:
-        train_set, test_set = to_rgb(train_set), to_rgb(test_set)
-    data = (train_set, test_set)
-else:
-    data = DataSpec(dataset, n_per_class, as_rgb=as_rgb)
-    train_set, test_set = data.load()
+data, train_set, test_set = notebook_data(dataset, n_per_class, as_rgb)  # digits: resized to 16x16
 judge = protocol_for_profile(cfg.profile)
 if cfg.profile == "quick":
     judge = judge.with_(max_test=2000)  # as the effect tests
@@ -119,11 +111,7 @@ eval_test = test_set.take_per_class(judge.max_test // test_set.num_classes, seed
 
 
 def attack_params(name: str) -> dict:
-    if name in ("ar", "ar-linf") and train_set.channels != 3:
-        return {"coefficients": "find"}
-    if name in ("em-samplewise", "em-classwise", "tap"):
-        return {"profile": cfg.profile}
-    return {}
+    return notebook_attack_params(name, train_set.channels, cfg.profile)  # uel_helpers.notebook
 
 
 # every attack at quick/paper (the separability table covers them all); at smoke only the ones used below

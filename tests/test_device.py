@@ -61,3 +61,19 @@ def test_colab_cpu_hint(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
     assert "Change runtime type" in describe_device(torch.device("cpu"))
+
+
+def test_notebook_data_and_attack_params():
+    from uel_helpers.experiments import DataSpec
+    from uel_helpers.notebook import attack_params, notebook_data
+
+    data, train_set, test_set = notebook_data("digits", 5, as_rgb=True)
+    assert data == (train_set, test_set) and train_set.shape == (3, 16, 16) == test_set.shape
+    assert train_set.class_counts() == [5] * 10
+    assert attack_params("ar", 1, "quick") == {"coefficients": "find"} and attack_params("ar", 3, "quick") == {}
+    assert attack_params("tap", 3, "smoke") == {"profile": "smoke"} and attack_params("cuda", 1, "paper") == {}
+    from tests.conftest import fashion_available
+
+    if fashion_available:
+        data, train_set, _ = notebook_data("fashion-mnist", 3, as_rgb=False)
+        assert data == DataSpec("fashion-mnist", 3, as_rgb=False) and len(train_set) == 30

@@ -43,3 +43,36 @@ def notebook_setup(profile: str | None = None, seed: int = 0, device: str | None
         print(describe_device(dev))
         print(f"profile: {prof} | seed: {seed} | cache: {cfg.cache}")
     return cfg
+
+
+def notebook_data(dataset: str, n_per_class: int | None, as_rgb: bool):
+    """The data notebooks 02-05 train on: (what `evaluate` takes, the training set, the test set).
+
+    Fashion-MNIST and the other named datasets come as a `DataSpec` (class-balanced subset, optional RGB view),
+    so that runs are cached under the same key as notebook 01's poisons and the effect tests. scikit-learn's
+    8x8 digits are resized to 16x16 explicitly (the quick judge needs >= 16x16) and passed as a (train, test)
+    pair. `n_per_class` None = the whole training split.
+    """
+    from .data import load_dataset, to_rgb  # imported here: the setup cell must stay light
+    from .experiments import DataSpec
+
+    if dataset == "digits":
+        train_set, test_set = (load_dataset("digits", split, size=16) for split in ("train", "test"))
+        if n_per_class is not None:
+            train_set = train_set.take_per_class(n_per_class, seed=0)
+        if as_rgb:
+            train_set, test_set = to_rgb(train_set), to_rgb(test_set)
+        return (train_set, test_set), train_set, test_set
+    data = DataSpec(dataset, n_per_class, as_rgb=as_rgb)
+    train_set, test_set = data.load()
+    return data, train_set, test_set
+
+
+def attack_params(name: str, channels: int, profile: str) -> dict:
+    """The attack parameters notebooks use: EM/TAP surrogates sized by the profile; AR on 1-channel data finds
+    new processes (its released coefficients are RGB)."""
+    if name in ("ar", "ar-linf") and channels != 3:
+        return {"coefficients": "find"}
+    if name in ("em-samplewise", "em-classwise", "tap"):
+        return {"profile": profile}
+    return {}
