@@ -110,3 +110,12 @@ def test_cli_matrix_writes_table_csv_json_heatmap(tmp_path, capsys):
     assert len(rows) == 1 + 4 and rows[0].startswith("attack,defense")
     assert main([*args[:-1]]) == 0  # a second run reuses every cached cell
     assert main(["matrix", "--attacks", "nope", "--protocol", "smoke", "--out", str(tmp_path)]) == 2
+
+
+def test_matrix_runs_the_later_defenses(data, monkeypatch):
+    """D-VAE, RSK+FF and the projection attack are ordinary registry entries: the grid runs them."""
+    monkeypatch.setenv("UEL_PROFILE", "smoke")  # D-VAE's size follows the profile
+    results = run_matrix(["random-noise-classwise"], ["dvae", "rsk+ff", "projection"], data, PROTO)
+    cells = {(r.attack, r.defense) for r in results}
+    assert {("random-noise-classwise", d) for d in ("dvae", "rsk+ff", "projection")} <= cells
+    assert all(0.0 <= r.mean <= 1.0 for r in results)
