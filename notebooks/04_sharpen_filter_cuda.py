@@ -213,8 +213,13 @@ plt.show()
 # ## 7. What we measured, beside the paper
 #
 # In the effect-test setting (`quick`: 500 Fashion-MNIST images per class as RGB, the 4-epoch judge, 2,000
-# test images; `tests/test_effect_rsk_ff.py`), CUDA alone gave 35.4% against 83.2% clean; the RSK+FF number is
-# printed by that test and recorded in `results/effect_results.json`. The table above is this run's.
+# test images; `tests/test_effect_rsk_ff.py`) we measured: clean 83.2%, CUDA 35.35%, **CUDA + RSK+FF 18.8%**.
+# **The paper's direction does not reproduce here**: RSK+FF made the judge worse, not better (the paper, CIFAR-10:
+# 23.25% → 78.53%). We have not explained it yet. Candidates, to check with sections 5-6 at `quick`: on 28×28
+# images the 30% low-pass keeps a 7×7 block of the 26×26 sharpened image, far coarser than what a garment
+# needs, while the judge is tested on unfiltered images (a train/test mismatch that 4 epochs cannot bridge);
+# the ablation over the percentage (section 6) and "FF only" vs "RSK only" (section 5) separate the two parts.
+# The effect test is kept, marked as an expected failure (strict), so that a fix shows up.
 #
 # - **Direction.** The paper's claim is RSK+FF ≫ CUDA and RSK+FF > CUDA + AT. Compare the directions of the
 #   rows, not the digits: our data, judge and run length differ.

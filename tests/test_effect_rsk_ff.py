@@ -16,6 +16,13 @@ pytestmark = [pytest.mark.effect, needs_fashion, pytest.mark.usefixtures("use_ef
 MIN_GAIN = 0.15  # RSK+FF must end at least 15 points above CUDA alone
 
 
+# Does NOT reproduce in this setting (first run, CI clean clone, 2026-11-22): clean 83.2%, CUDA 35.35%,
+# CUDA + RSK+FF 18.8%: the defense made it worse. Not yet explained; candidates: on 28x28 images the 30% low-pass
+# keeps a 7x7 block of a 26x26 image, and the judge is tested on unfiltered images after 4 epochs on heavily
+# filtered ones. Strict: the day it passes, this marker must go. `make test-slow` runs it (not CI's budget).
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="RSK+FF lowered accuracy on CUDA (35.35% -> 18.8%) at the quick setting; "
+                   "see notebook 04 and the module docstring")
 def test_rsk_ff_lifts_cuda():
     clean = final_acc("none", key="clean")
     poisoned = final_acc("cuda")
