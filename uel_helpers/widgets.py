@@ -55,6 +55,16 @@ def _check_poisons(clean: ImageSet, poisons: Poison | Mapping[str, Poison], who:
     return out
 
 
+def _class_index(clean: ImageSet, who: str) -> tuple[dict[int, np.ndarray], list[tuple[str, int]], int]:
+    """Per-class image indices, the class dropdown's options ("k: name (count)") and the first non-empty class."""
+    labels = clean.labels.numpy()
+    per_class = {k: np.flatnonzero(labels == k) for k in range(clean.num_classes)}
+    class_options = [(f"{k}: {clean.classes[k]} ({len(idx)})", k) for k, idx in per_class.items() if len(idx)]
+    if not class_options:
+        raise ValueError(f"{who} needs a non-empty dataset")
+    return per_class, class_options, class_options[0][1]
+
+
 def perturbation_explorer(clean: ImageSet, poisons: Poison | Mapping[str, Poison], dpi: int = 80
                           ) -> ipywidgets.VBox:
     """Browse the effective perturbations of several poisons, one training image at a time.
@@ -67,12 +77,7 @@ def perturbation_explorer(clean: ImageSet, poisons: Poison | Mapping[str, Poison
     """
     w = _ipywidgets()
     poisons = _check_poisons(clean, poisons, "perturbation_explorer")
-    labels = clean.labels.numpy()
-    per_class = {k: np.flatnonzero(labels == k) for k in range(clean.num_classes)}
-    class_options = [(f"{k}: {clean.classes[k]} ({len(idx)})", k) for k, idx in per_class.items() if len(idx)]
-    if not class_options:
-        raise ValueError("perturbation_explorer needs a non-empty dataset")
-    first_class = class_options[0][1]
+    per_class, class_options, first_class = _class_index(clean, "perturbation_explorer")
 
     attack = w.Dropdown(options=list(poisons), value=next(iter(poisons)), description="attack")
     klass = w.Dropdown(options=class_options, value=first_class, description="class")
@@ -162,12 +167,7 @@ def dvae_explorer(models: Mapping, clean: ImageSet, poisoned: Mapping[str, Image
                          f" and {sorted(poisoned) if isinstance(poisoned, Mapping) else poisoned}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"dvae_explorer: n (images per view) must be an int >= 1, got {n!r}")
-    labels = clean.labels.numpy()
-    per_class = {k: np.flatnonzero(labels == k) for k in range(clean.num_classes)}
-    class_options = [(f"{k}: {clean.classes[k]} ({len(idx)})", k) for k, idx in per_class.items() if len(idx)]
-    if not class_options:
-        raise ValueError("dvae_explorer needs a non-empty dataset")
-    first_class = class_options[0][1]
+    per_class, class_options, first_class = _class_index(clean, "dvae_explorer")
     poison = w.Dropdown(options=list(models), value=next(iter(models)), description="poison")
     klass = w.Dropdown(options=class_options, value=first_class, description="class")
     start = w.IntSlider(value=0, min=0, max=max(0, len(per_class[first_class]) - n), step=1, description="first",
