@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -292,9 +293,9 @@ def test_registered_as_train_defenses_with_their_parameters():
 
 
 @pytest.mark.parametrize(("name", "fields"), [
-    ("rsk+ff", {"sharpen": "rsk", "sharpen_center": 2.5, "lowpass_percent": 30.0}),
-    ("ssk+ff", {"sharpen": "ssk", "sharpen_center": 2.5, "lowpass_percent": 30.0}),
-    ("ff", {"sharpen": "none", "lowpass_percent": 30.0}),
+    ("rsk+ff", {"sharpen": "rsk", "sharpen_center": 2.5, "lowpass_percent": 30.0, "whiten": False}),
+    ("ssk+ff", {"sharpen": "ssk", "sharpen_center": 2.5, "lowpass_percent": 30.0, "whiten": False}),
+    ("ff", {"sharpen": "none", "lowpass_percent": 30.0, "whiten": False}),
     ("rsk", {"sharpen": "rsk", "sharpen_center": 2.5, "lowpass_percent": 0.0}),
     ("ssk", {"sharpen": "ssk", "sharpen_center": 2.5, "lowpass_percent": 0.0}),
 ])
@@ -305,7 +306,7 @@ def test_apply_defense_sets_the_protocol_fields(name, fields):
     assert out is ds  # the training set is not purified: the trainer transforms every batch
     assert {k: getattr(p, k) for k in fields} == fields
     assert get_defense(name).protocol_changes == fields
-    assert p.with_(sharpen="none", sharpen_center=2.5, lowpass_percent=0.0) == proto
+    assert p.with_(sharpen="none", sharpen_center=2.5, lowpass_percent=0.0, whiten=proto.whiten) == proto
     assert {k: p.to_dict()[k] for k in fields} == fields  # flows into History configs and cache keys
 
 
@@ -392,3 +393,16 @@ def test_train_runs_with_each_defense(tiny_16px, name):
     assert h.epochs == 1 and 0 <= h.test_acc[0] <= 1 and math.isfinite(h.train_loss[0])
     assert h.config["protocol"]["sharpen"] == proto.sharpen
     assert h.config["protocol"]["lowpass_percent"] == proto.lowpass_percent
+
+
+def test_lowpass_with_a_whitened_judge_warns(tiny_16px):
+    """A low-pass with FastNet's whitening on breaks the judge (module docstring): the trainer says so."""
+    train_set, test_set = tiny_16px
+    proto = get_protocol("quick").with_(epochs=1, batch_size=20, lowpass_percent=50.0, max_test=20)
+    with pytest.warns(UserWarning, match="Set whiten=False"):
+        train(train_set, test_set, proto, seed=0, device="cpu", quiet=True)
+    _, defended = apply_defense("rsk+ff", train_set, get_protocol("quick").with_(epochs=1, batch_size=20, max_test=20))
+    assert defended.whiten is False and defended.model == "fastnet-small"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train(train_set, test_set, defended, seed=0, device="cpu", quiet=True)
