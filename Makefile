@@ -24,7 +24,7 @@ test: $(STAMP)
 
 # Tests that do not fit CI's 20-minute budget: the quick protocol on all of Fashion-MNIST (~3.5 min) and the
 # effect tests of TAP, class-wise EM and AR L-inf (surrogate training: minutes), D-VAE on EM (~3.5 min), DFR
-# (~1.5 min) and RSK+FF on CUDA (an expected failure: it does not reproduce at this scale, see notebook 04).
+# (~1.5 min) and RSK+FF on CUDA (~1.5 min).
 test-slow: $(STAMP)
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m slow
 

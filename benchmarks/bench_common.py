@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import platform
 import shlex
@@ -54,6 +55,17 @@ def machine_lines(dev: torch.device, load_before: float) -> list[str]:
     else:
         lines.append(f"- device: {dev.type}")
     return lines
+
+
+def section_header(script: str, dev: torch.device, load_before: float) -> list[str]:
+    """The opening lines of a RESULTS.md section: script and local time, the exact command, the machine."""
+    return [
+        f"## {script}, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        "",
+        f"Command: `{command_line()}`",
+        "",
+        *machine_lines(dev, load_before),
+    ]
 
 
 def command_line() -> str:

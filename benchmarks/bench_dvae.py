@@ -11,10 +11,9 @@ training time, training images/s (images × epochs / seconds) and the purificati
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import time
 
-from bench_common import command_line, load_average, machine_lines, record
+from bench_common import load_average, record, section_header
 
 from uel_helpers.data import synthetic_dataset
 from uel_helpers.defenses.dvae import PROFILE_SETTINGS, run_stages
@@ -53,11 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         rows.append(f"| {st['stage']} | {st['kl_cap']} | {train_s:.1f} | {len(data) * cfg['epochs'] / train_s:,.0f} |")
     purify_s = total - sum(st["train_seconds"] for st in res.info["stages"])
     lines = [
-        f"## bench_dvae.py, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
-        "",
-        f"Command: `{command_line()}`",
-        "",
-        *machine_lines(dev, load_before),
+        *section_header("bench_dvae.py", dev, load_before),
         "",
         f"`run_stages` (both D-VAE stages, fresh models, no cache) on {len(data):,} synthetic {channels}x{size}x{size} "
         f"images, profile `{args.profile}`: {cfg['epochs']} epochs per stage, width {cfg['width']}, latent "

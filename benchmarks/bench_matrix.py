@@ -10,13 +10,12 @@ made once and reused by its other cells). The printed table is also what `uel ma
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import sys
 import tempfile
 import time
 
-from bench_common import RESULTS, command_line, load_average, machine_lines, record
+from bench_common import RESULTS, load_average, record, section_header
 
 from uel_helpers.device import pick_device
 from uel_helpers.experiments import DataSpec, format_results, run_matrix
@@ -63,11 +62,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{r.seconds.get('defense', 0):.1f} | {r.seconds.get('train', 0):.1f} | {t:.1f} |"
             for r, t in zip(results, cell_times, strict=True)]
     lines = [
-        f"## bench_matrix.py, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
-        "",
-        f"Command: `{command_line()}`",
-        "",
-        *machine_lines(dev, load_before),
+        *section_header("bench_matrix.py", dev, load_before),
         "",
         f"`run_matrix` on {spec.label}, protocol `{protocol.name}`, profile `{args.profile}`, 1 seed, empty cache: "
         f"{len(results)} cells in **{total / 60:.1f} min**. Seconds per cell (poison: made once per row, the "

@@ -15,12 +15,11 @@ their whole time (surrogate, noise and rounds) rather than a rate.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import sys
 import time
 
 import torch
-from bench_common import RESULTS, command_line, load_average, machine_lines, record
+from bench_common import RESULTS, load_average, record, section_header
 
 from uel_helpers.data import synthetic_dataset
 from uel_helpers.device import pick_device
@@ -117,11 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     load_before = load_average()
     print(f"bench_poisons on {dev}: {args.n:,} images per shape", file=sys.stderr, flush=True)
     lines = [
-        f"## bench_poisons.py, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
-        "",
-        f"Command: `{command_line()}`",
-        "",
-        *machine_lines(dev, load_before),
+        *section_header("bench_poisons.py", dev, load_before),
         "",
         f"Poison generation with `make_poison(..., cache=False)` on {args.n:,} synthetic images per shape "
         f"(best of {args.repeats}); seconds / images per second. Goals: AR ≤ 5 s and CUDA ≤ 1 s for 50,000 "

@@ -17,7 +17,6 @@ ToTensor); crop and flip are not included in either. Goal: the batched version >
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import math
 import sys
 import time
@@ -26,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_common import RESULTS, command_line, load_average, machine_lines, record
+from bench_common import RESULTS, load_average, record, section_header
 
 from uel_helpers.defenses.sharpen import dct_matrix, sharpen_filter
 from uel_helpers.device import pick_device
@@ -140,11 +139,7 @@ def main(argv: list[str] | None = None) -> None:
         table.append(f"| {what} | {n:,} | {seconds:.3f} | {rate:,.0f} | {rate / ref_rate:,.1f}x "
                      f"| {rate / paper_rate:,.1f}x |")
     lines = [
-        f"## bench_sharpen.py, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
-        "",
-        f"Command: `{command_line()}`",
-        "",
-        *machine_lines(dev, load_before),
+        *section_header("bench_sharpen.py", dev, load_before),
         "",
         f"RSK+FF (centre {CENTER}, std {STD}, {PERCENT:g}% of the DCT frequencies per side) on random 3x32x32 float "
         f"images, best of {args.repeats}; no crop/flip. The paper's reference takes {PAPER_MS_PER_IMAGE} ms per image "

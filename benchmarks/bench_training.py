@@ -19,7 +19,6 @@ CIFAR-shaped images and FastNet's time to its accuracy plateau on Fashion-MNIST.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import itertools
 import sys
 import time
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from bench_common import RESULTS, command_line, load_average, machine_lines, record
+from bench_common import RESULTS, load_average, record, section_header
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -304,11 +303,7 @@ def main(argv: list[str] | None = None) -> None:
               file=sys.stderr)
     rows = compare(args, dev)
     lines = [
-        f"## bench_training.py, {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
-        "",
-        f"Command: `{command_line()}`",
-        "",
-        *machine_lines(dev, load_before),
+        *section_header("bench_training.py", dev, load_before),
         "",
         f"Training throughput, CIFAR-shaped synthetic data (3x32x32, 10 classes), batch {args.batch_size}, "
         f"SGD 0.1/0.9/5e-4, crop 4 + flip; images/s over {args.steps} steps after {args.warmup} warm-up "

@@ -19,7 +19,7 @@ from ..data import ImageSet
 from .base import Poison
 from .registry import REGISTRY
 
-__all__ = ["describe", "format_table", "PoisonTable", "linear_separability"]
+__all__ = ["describe", "format_table", "PoisonTable", "heldout_separability"]
 
 # parameter names that describe a budget (matched as regular expressions against poison.params keys)
 _BUDGET_PARAM = re.compile(r"eps|norm|budget|pixel|patch|kernel|blur|region|grid|^k$|freq")
@@ -114,11 +114,14 @@ def _stratified_split(labels: np.ndarray, max_samples: int, heldout: float, seed
     return np.sort(np.asarray(fit, dtype=np.int64)), np.sort(np.asarray(test, dtype=np.int64))
 
 
-def linear_separability(
+def heldout_separability(
     features: torch.Tensor, labels: torch.Tensor, fit_idx: np.ndarray, test_idx: np.ndarray,
     num_classes: int, steps: int = 50,
 ) -> tuple[float, float]:
     """(train accuracy, held-out accuracy) of a linear softmax classifier on flattened `features`.
+
+    The quick held-out variant behind `describe`'s columns; `uel_helpers.separability.linear_separability` is
+    the reference's own recipe (500 L-BFGS steps, training accuracy only), used by notebook 05.
 
     As Yu et al.'s test (papers/05 §2): one global min-max scaling of the whole tensor, a linear layer
     with bias, cross-entropy, full-batch L-BFGS. Here the fit is a fixed budget of `steps` L-BFGS
@@ -203,8 +206,8 @@ def describe(
         fit_pos, test_pos = np.searchsorted(sub, fit_idx), np.searchsorted(sub, test_idx)
         sub_t = torch.as_tensor(sub)
         labels = clean.labels[sub_t]
-        clean_sep = linear_separability(clean.images[sub_t].float() / 255.0, labels, fit_pos, test_pos,
-                                        clean.num_classes, steps)
+        clean_sep = heldout_separability(clean.images[sub_t].float() / 255.0, labels, fit_pos, test_pos,
+                                         clean.num_classes, steps)
 
     rows = PoisonTable()
     for name, poison in poisons.items():
@@ -213,7 +216,7 @@ def describe(
         row.update(_norms(clean, poison.poisoned))
         if separability:
             delta = (poison.poisoned.images[sub_t].float() - clean.images[sub_t].float()) / 255.0
-            sep = linear_separability(delta, labels, fit_pos, test_pos, clean.num_classes, steps)
+            sep = heldout_separability(delta, labels, fit_pos, test_pos, clean.num_classes, steps)
             row.update({"separability": sep[0], "separability_heldout": sep[1],
                         "clean_separability": clean_sep[0], "clean_separability_heldout": clean_sep[1],
                         "sep_samples": len(sub)})
