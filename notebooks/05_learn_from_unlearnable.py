@@ -19,7 +19,7 @@
 # | profile | machine | run time | memory |
 # |---|---|---|---|
 # | `smoke` | 2-core CPU | measured under `pytest` in CI (20 images per class); see the CI log | < 2 GB RAM |
-# | `quick` | 2-core CPU | not timed as a whole: DFR ~1 min per snapshot, separability ~1-2 min per poison, 16 judges of ~25 s | < 3 GB RAM |
+# | `quick` | 2-core CPU | 26.8 min from an empty cache (poisons 6.6, DFR 9.6, separability and 11 judges 6.0, projection 4.6), before the held-out separability column (~25 s) was added | < 3 GB RAM |
 # | `paper` | GPU | not measured yet | not measured yet |
 
 # %% [markdown]
@@ -85,7 +85,7 @@ from uel_helpers.dfr import dfr_over_epochs
 from uel_helpers.experiments import evaluate
 from uel_helpers.notebook import attack_params as notebook_attack_params
 from uel_helpers.notebook import notebook_data, notebook_setup
-from uel_helpers.poisons import REGISTRY, make_poison
+from uel_helpers.poisons import REGISTRY, describe, make_poison
 from uel_helpers.separability import linear_separability
 from uel_helpers.training import protocol_for_profile
 
@@ -171,6 +171,12 @@ print(f"last epoch: poisoned {100 * curve.acc_before[-1]:.1f}% -> DFR with BN re
 # the final **training** accuracy. Beside it, the judge's clean test accuracy after training on the poison.
 # A poison in the lower-left corner (low separability, low accuracy) is the paper's counterexample:
 # it works without a linear shortcut.
+#
+# The score is a *training* accuracy: with few images per dimension a linear layer can fit any labels.
+# The paper runs it on 50,000 CIFAR images of 3,072 values; at `quick` we have 5,000 of 2,352, so we also
+# print a **held-out** accuracy (`describe`: the same kind of classifier fitted on 80% of the perturbations,
+# scored on the other 20%). The row `random-noise-samplewise` (fresh noise per image, no class pattern)
+# is the control: a high training score there means the test is saturated.
 
 # %%
 sep, acc = {}, {}
@@ -178,7 +184,14 @@ for name, poison in poisons.items():
     sep[name] = linear_separability(poison.poisoned, train_set, steps=sep_steps, seed=seed, device=cfg.device).accuracy
     acc[name] = evaluate(name, "none", data, judge, [seed], attack_params=attack_params(name), poison_seed=seed,
                          baseline=False).mean
-    print(f"{name:24s} linear separability {100 * sep[name]:5.1f}%   judge after training on it {100 * acc[name]:5.1f}%")
+table = {row["name"]: row for row in describe(poisons, train_set, max_samples=len(train_set), seed=seed)}
+print(f"{'poison':24s} {'separability (train)':>21s} {'held-out':>9s} {'judge after training on it':>27s}")
+for name in poisons:
+    print(f"{name:24s} {100 * sep[name]:>20.1f}% {100 * table[name]['separability_heldout']:>8.1f}% "
+          f"{100 * acc[name]:>26.1f}%")
+row = next(iter(table.values()))
+print(f"{'clean images (reference)':24s} {100 * row['clean_separability']:>20.1f}% "
+      f"{100 * row['clean_separability_heldout']:>8.1f}%")
 fig, ax = plt.subplots(figsize=(5.5, 4))
 ax.scatter([100 * sep[n] for n in poisons], [100 * acc[n] for n in poisons])
 for n in poisons:
@@ -187,8 +200,9 @@ ax.set(xlabel="linear separability of δ (training accuracy, %)", ylabel="judge'
        xlim=(0, 105), ylim=(0, 100))
 ax.grid(alpha=0.3)
 plt.show()
-counter = [n for n in poisons if sep[n] < 0.5 and acc[n] < 0.5]
-print("poisons that work (< 50%) without being linearly separable (< 50%):", ", ".join(counter) or "none here")
+counter = [n for n in poisons if min(sep[n], table[n]["separability_heldout"]) < 0.5 and acc[n] < 0.5]
+print("poisons that work (< 50%) without being linearly separable (< 50%, train or held-out):",
+      ", ".join(counter) or "none here")
 
 # %% [markdown]
 # ## 6. The orthogonal projection attack
@@ -239,6 +253,31 @@ print("\nthe paper (README): a ResNet-18 on projected OPS reaches > 87% on CIFAR
 #   border and the judge's crop moves it), so its row says little here.
 # - **The judge's whitening** amplifies colour on grey-as-RGB data (notebook 01, §10); projection removes ten
 #   directions, which can include colour ones.
+#
+# **Measured at `quick`** (500 Fashion-MNIST images per class as RGB, the 4-epoch judge, 2,000 test images,
+# one seed; the whole notebook ran in 26.8 min from an empty cache on 2 CPU cores):
+#
+# - **DFR** (judge trained on `em-samplewise`, 500 clean images): poisoned 10.0% → **67.5%** after DFR with
+#   BatchNorm re-estimated (64.7% as a frozen probe), against 50.2% for DFR on an *untrained* network. The
+#   paper's claim holds here: the poisoned network's features are worth 17 points more than random ones.
+# - **Separability**: the reference's score is 100% for **every** poison, including the control
+#   `random-noise-samplewise`, so at 5,000 images it is saturated and cannot show the counterexample. Held out,
+#   the class-wise poisons stay at 100% (EM class-wise, LSP, OPS, class-wise noise, regions), the sample-wise
+#   ones at 89-97% (AR 89.9, AR L∞ 89.4, CUDA 94.7, EM 96.8, TAP 97.3), the control at 65.6% and the clean
+#   images themselves at 80.6%. On Fashion-MNIST the *effective* perturbation (after clipping to [0, 1]) carries
+#   the garment's silhouette (it can only be ≥ 0 on the black background), so even noise becomes class
+#   information. No counterexample here; the `paper` profile (50,000 CIFAR images) is where the test means
+#   what the paper says.
+# - **Projection** (table above): gains on class-wise EM (14.5 → 39.1%), class-wise noise (16.9 → 44.2%) and
+#   regions (10.1 → 26.4%), none on LSP (31.5 → 31.4%), a loss on CUDA (35.4 → 30.3%) and on OPS (79.8 →
+#   19.1%, a poison that did not bite this judge: projection then removes ten useful directions). The
+#   sample-wise ones gain too (EM 10.0 → 37.8%, AR 19.0 → 35.0%), which the paper does not expect. Far from
+#   the paper's > 87% on OPS. How much of this is the judge: with the whitening layer off
+#   (`judge.with_(whiten=False)`), class-wise noise and class-wise EM **do not bite at all** (84.0% and 80.4%),
+#   projection costs 12-17 points where there is nothing to remove (OPS 80.7 → 63.6%, class-wise noise
+#   84.0 → 72.0%, EM class-wise 80.4 → 63.9%), and regions goes 31.2 → **64.5%**. The colour amplification of
+#   the whitened judge on grey-as-RGB data is what makes those poisons strong here (notebook 01, §10), and
+#   notebook 04 §6 shows the same layer breaking a train-time defense.
 #
 # ## Deviations from the paper
 #
