@@ -15,7 +15,7 @@
 # | profile | machine | run time | memory |
 # |---|---|---|---|
 # | `smoke` | 2-core CPU | measured under `pytest` in CI (20 images per class); see the CI log | < 2 GB RAM |
-# | `quick` | 2-core CPU | not timed as a whole: 7 judges of ~25-30 s, 4 more for the ablation, adversarial training ~5 min | < 3 GB RAM |
+# | `quick` | 2-core CPU | 8.9 min from an empty cache (the 7-row table 5.9 incl. adversarial training, section 6 1.0, ablation 1.8) | < 3 GB RAM |
 # | `paper` | GPU | not measured yet | not measured yet |
 
 # %% [markdown]
