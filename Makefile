@@ -23,8 +23,8 @@ test: $(STAMP)
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 # Tests that do not fit CI's 20-minute budget: the quick protocol on all of Fashion-MNIST (~3.5 min) and the
-# effect tests of TAP, class-wise EM and AR L-inf (surrogate training: minutes), D-VAE on EM (~3.5 min), DFR
-# (~1.5 min) and RSK+FF on CUDA (~1.5 min).
+# effect tests of TAP, class-wise EM and AR L-inf (surrogate training: minutes), D-VAE on AR and on EM
+# (~4 min each) and DFR (~1.5 min).
 test-slow: $(STAMP)
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m slow
 

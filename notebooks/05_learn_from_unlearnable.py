@@ -59,6 +59,7 @@ elif importlib.util.find_spec("uel_helpers") is None and Path("../uel_helpers/__
 # | `n_per_class` | 20 | 500 | the whole training set |
 # | `sep_steps` (LBFGS steps of the separability test) | 10 | 100 | 500 (the reference) |
 # | `proj_batch` (logistic-regression batch: about 1,000 SGD steps in 20 epochs) | 16 | 128 | 1,024 (the reference) |
+# | `dfr_epochs` (passes of DFR's LBFGS over the clean subset) | 2 | 15 | 15 (the reference) |
 # | poisons | the 3 used below | every attack of notebook 01 | every attack of notebook 01 |
 
 # %% tags=["parameters"]
@@ -70,6 +71,7 @@ as_rgb = True  # repeat a grayscale channel 3x, as notebooks 01-04
 dfr_poison = "em-samplewise"  # the poison of the DFR curve (section 4)
 dfr_fraction = 0.1  # share of the training images used, clean, for DFR (the paper: 5,000 = 10% of CIFAR-10)
 sep_steps = None  # None = by profile
+dfr_epochs = None  # None = by profile
 proj_batch = None  # None = by profile
 classwise = None  # projection's targets; None = by profile (smoke: lsp; else ops, em-classwise, lsp, cuda, ...)
 samplewise = None  # where projection should not help (papers/05 §3.5); None = by profile (smoke: ar)
@@ -96,6 +98,8 @@ if n_per_class is None:
     n_per_class = {"smoke": 20, "quick": 500, "paper": None}[cfg.profile]
 if sep_steps is None:
     sep_steps = {"smoke": 10, "quick": 100, "paper": 500}[cfg.profile]
+if dfr_epochs is None:
+    dfr_epochs = {"smoke": 2, "quick": 15, "paper": 15}[cfg.profile]
 if proj_batch is None:
     proj_batch = {"smoke": 16, "quick": 128, "paper": 1024}[cfg.profile]
 if classwise is None:
@@ -146,10 +150,11 @@ print(f"dataset {dataset}: {len(train_set)} training images {train_set.shape}; j
 # %%
 per_class = max(1, round(dfr_fraction * len(train_set) / train_set.num_classes))
 clean_subset = train_set.take_per_class(per_class, seed=seed + 1)
-curve = dfr_over_epochs(poisons[dfr_poison].poisoned, clean_subset, eval_test, judge, bn_mode="train", seed=seed,
-                        device=cfg.device, quiet=True)
+curve = dfr_over_epochs(poisons[dfr_poison].poisoned, clean_subset, eval_test, judge, bn_mode="train",
+                        dfr_epochs=dfr_epochs, seed=seed, device=cfg.device, quiet=True)
 probe = dfr_over_epochs(poisons[dfr_poison].poisoned, clean_subset, eval_test, judge, epochs=[judge.epochs],
-                        bn_mode="eval", random_init=False, seed=seed, device=cfg.device, quiet=True)
+                        bn_mode="eval", random_init=False, dfr_epochs=dfr_epochs, seed=seed, device=cfg.device,
+                        quiet=True)
 fig, ax = plt.subplots(figsize=(5.5, 3.5))
 ax.plot(curve.epochs, [100 * a for a in curve.acc_before], "o-", color="C3", label=f"trained on {dfr_poison}")
 ax.plot(curve.epochs, [100 * a for a in curve.acc_after], "o-", color="C2", label="after DFR (BN re-estimated)")

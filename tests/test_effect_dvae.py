@@ -19,11 +19,13 @@ pytestmark = [pytest.mark.effect, needs_fashion, pytest.mark.usefixtures("use_ef
 MIN_RECOVERED = 0.5
 
 
-# The EM case runs with `make test-slow`: both D-VAE stages cost ~3.5 minutes per poison on 2 CPU cores, and CI's
-# 20-minute budget holds one of them.
-CASES = [("ar", {}), pytest.param("em-samplewise", {"profile": "quick"}, marks=pytest.mark.slow)]
+# Both cases run with `make test-slow`: the two D-VAE stages cost ~3.5-4 minutes per poison on 2 CPU cores, and
+# with the AR case CI took 21.3 minutes (2026-11-22), over its 20-minute budget. Notebook 03 runs D-VAE in CI
+# at `smoke`.
+CASES = [("ar", {}), ("em-samplewise", {"profile": "quick"})]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack,params", CASES)
 def test_dvae_recovers_most_of_the_gap(attack, params, monkeypatch):
     monkeypatch.setenv("UEL_PROFILE", "quick")  # D-VAE's size follows the profile

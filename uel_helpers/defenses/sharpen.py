@@ -25,7 +25,7 @@ The three with a low-pass (`rsk+ff`, `ssk+ff`, `ff`) also turn off the FastNet j
 scales each 2x2-patch direction by 1/sqrt(variance + eps); the low-pass removes the high-frequency directions
 from every training batch, so the network never learns to use them, and on the unfiltered test images they
 arrive amplified (up to ~45x). Measured (500 Fashion-MNIST images/class as RGB, quick judge): clean data +
-RSK+FF 26.0% with whitening, 72.7% without; fitting the whitening on filtered images instead gave 24.4%.
+RSK+FF 25.9% with whitening, 72.7% without; fitting the whitening on filtered images instead gave 24.4%.
 """
 
 from __future__ import annotations
