@@ -1,8 +1,8 @@
-"""Effect test for the trainer: the quick protocol really learns Fashion-MNIST (the issue asks >= 90%).
+"""Effect test for the trainer: the quick judge really learns clean data in the shared effect setting.
 
-Marked `slow` (about 3.5 minutes on 2 CPU cores: 60,000 images x 4 epochs), so `make test` and CI skip it
-to stay within CI's 20-minute budget; `make test-slow` runs it. The effect tests' clean baseline
-(tests/effect_setting.py, 5,000 images) checks in CI that the same protocol learns.
+The honest-judge issue asks clean >= 85% at `quick` (500 Fashion-MNIST images per class as RGB, 2,000 test
+images): a judge that stops far below what clean data allows cannot show what a poison costs. The run is the
+effect tests' cached clean baseline, so this costs nothing extra in CI.
 """
 
 from __future__ import annotations
@@ -10,16 +10,16 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import needs_fashion
-from uel_helpers import load_dataset, train
+from tests.effect_setting import DATA, JUDGE, evaluate_cached
+
+pytestmark = [pytest.mark.effect, needs_fashion, pytest.mark.usefixtures("use_effect_cache")]
 
 
-@pytest.mark.effect
-@pytest.mark.slow
-@needs_fashion
-def test_quick_protocol_reaches_90_percent_on_fashion_mnist():
-    train_set, test_set = load_dataset("fashion-mnist"), load_dataset("fashion-mnist", "test")
-    hist = train(train_set, test_set, "quick", seed=0, device="cpu", quiet=True)
-    print(f"quick protocol on Fashion-MNIST: final {hist.final_acc:.4f}, peak {hist.peak_acc:.4f}, "
-          f"{hist.wall_time:.0f}s")
-    assert hist.final_acc >= 0.90
-    assert hist.train_loss[-1] < hist.train_loss[0]
+def test_quick_judge_learns_clean_data():
+    result = evaluate_cached("none", key="clean")
+    final, epochs = result.final[0], len(result.test_acc[0])
+    print(f"quick judge on {DATA.label}: final {final:.4f}, peak {result.peak[0]:.4f}, {epochs} epochs, "
+          f"training accuracy {result.train_acc[0][-1]:.4f}")
+    assert final >= 0.85
+    assert result.train_loss[0][-1] < result.train_loss[0][0]
+    assert epochs <= JUDGE.epochs

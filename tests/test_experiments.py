@@ -9,7 +9,7 @@ import pytest
 from uel_helpers import experiments
 from uel_helpers.cli import main
 from uel_helpers.data import synthetic_dataset
-from uel_helpers.experiments import DataSpec, Result, evaluate, format_results, run_matrix
+from uel_helpers.experiments import CONTROL, DataSpec, Result, evaluate, format_results, run_matrix
 from uel_helpers.training import get_protocol
 
 PROTO = get_protocol("smoke").with_(epochs=2, max_train=None, max_test=None)
@@ -66,11 +66,12 @@ def test_matrix_resumes_after_an_interruption(data, count_training):
             raise Stop
 
     with pytest.raises(Stop):
-        run_matrix(["random-noise-classwise"], ["none", "bdr"], data, PROTO, on_result=stop_after_two)
+        run_matrix(["random-noise-classwise"], ["none", "bdr"], data, PROTO, on_result=stop_after_two,
+                   include_control=False)
     assert len(count_training) == 2  # clean+none, clean+bdr
     seen = []
     results = run_matrix(["random-noise-classwise"], ["none", "bdr"], data, PROTO,
-                         on_result=lambda r, done, total: seen.append((done, total)))
+                         on_result=lambda r, done, total: seen.append((done, total)), include_control=False)
     assert [(r.attack, r.defense) for r in results] == [("none", "none"), ("none", "bdr"),
                                                          ("random-noise-classwise", "none"),
                                                          ("random-noise-classwise", "bdr")]
@@ -107,7 +108,9 @@ def test_cli_matrix_writes_table_csv_json_heatmap(tmp_path, capsys):
     for suffix in (".csv", ".json", ".png"):
         assert (tmp_path / f"m{suffix}").stat().st_size > 0
     rows = (tmp_path / "m.csv").read_text().splitlines()
-    assert len(rows) == 1 + 4 and rows[0].startswith("attack,defense")
+    assert len(rows) == 1 + 6 and rows[0].startswith("attack,defense")  # clean, the control, the attack
+    assert [r.split(",")[0] for r in rows[1:]] == ["none", "none", CONTROL, CONTROL, "random-noise-classwise",
+                                                    "random-noise-classwise"]
     assert main([*args[:-1]]) == 0  # a second run reuses every cached cell
     assert main(["matrix", "--attacks", "nope", "--protocol", "smoke", "--out", str(tmp_path)]) == 2
 

@@ -131,10 +131,11 @@ def test_em_noise_lowers_the_surrogates_loss(random_labels):
         clean = random_labels.to_float()
         noise = res.delta[random_labels.labels] if classwise else res.delta
         noisy = (clean + noise).clamp(0, 1)
-        loss_clean, acc_clean = surrogate_metrics(res.surrogate, clean, random_labels.labels)
-        loss_noisy, acc_noisy = surrogate_metrics(res.surrogate, noisy, random_labels.labels)
+        loss_clean, _ = surrogate_metrics(res.surrogate, clean, random_labels.labels)
+        loss_noisy, _ = surrogate_metrics(res.surrogate, noisy, random_labels.labels)
         assert loss_noisy < loss_clean - 0.05, (classwise, loss_noisy, loss_clean)
-        assert acc_noisy > acc_clean
+        # Not accuracy: the small surrogate may predict one class for all 200 images (seen with torch 2.14.1 and
+        # 2.11), and then its accuracy cannot move while the loss this test is about falls (18.02 -> 15.57).
         assert res.info["surrogate_loss_poisoned"] < res.info["surrogate_loss_clean"]
 
 

@@ -228,7 +228,7 @@ def test_trainer_fits_fastnet_whitening_on_decoded_images(monkeypatch):
         return original(self, images, eps)
 
     monkeypatch.setattr(FastNet, "fit_whitening", spy)
-    train(out, ds, get_protocol("quick", epochs=1, batch_size=12), device="cpu", quiet=True)
+    train(out, ds, get_protocol("fast", model="fastnet-small", epochs=1, batch_size=12), device="cpu", quiet=True)
     assert len(got) == 1
     expected = decode_images(out.images, out.meta)
     assert float(got[0].min()) < 0 and float(got[0].min()) == pytest.approx(float(expected.min()))

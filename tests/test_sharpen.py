@@ -398,10 +398,10 @@ def test_train_runs_with_each_defense(tiny_16px, name):
 def test_lowpass_with_a_whitened_judge_warns(tiny_16px):
     """A low-pass with FastNet's whitening on breaks the judge (module docstring): the trainer says so."""
     train_set, test_set = tiny_16px
-    proto = get_protocol("quick").with_(epochs=1, batch_size=20, lowpass_percent=50.0, max_test=20)
+    whitened = get_protocol("fast").with_(model="fastnet-small", epochs=1, batch_size=20, max_test=20)
     with pytest.warns(UserWarning, match="Set whiten=False"):
-        train(train_set, test_set, proto, seed=0, device="cpu", quiet=True)
-    _, defended = apply_defense("rsk+ff", train_set, get_protocol("quick").with_(epochs=1, batch_size=20, max_test=20))
+        train(train_set, test_set, whitened.with_(lowpass_percent=50.0), seed=0, device="cpu", quiet=True)
+    _, defended = apply_defense("rsk+ff", train_set, whitened)
     assert defended.whiten is False and defended.model == "fastnet-small"
     with warnings.catch_warnings():
         warnings.simplefilter("error")

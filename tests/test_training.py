@@ -67,6 +67,38 @@ def test_schedules():
     assert math.isclose(vals[0], 0.2) and max(vals) == 1.0 and math.isclose(vals[-1], 0.07, abs_tol=0.01)
 
 
+def test_fit_schedule_warms_up_holds_and_anneals_after_the_fit():
+    fit = Protocol("f", "smallcnn", epochs=10, batch_size=1, lr=0.1, schedule="fit", fit_acc=0.99, fit_extra=3,
+                   lr_start=0.2, lr_end=0.0)
+    assert math.isclose(lr_multiplier(fit, 0, 10), 0.2) and math.isclose(lr_multiplier(fit, 5, 10), 0.6)
+    # not fitted: a plateau until the cap forces the anneal 3 epochs before the end
+    assert [lr_multiplier(fit, e * 10, 10) for e in (1, 6)] == [1.0, 1.0]
+    assert lr_multiplier(fit, 7 * 10, 10) == 1.0 and math.isclose(lr_multiplier(fit, 7 * 10 + 15, 10), 0.5)
+    assert lr_multiplier(fit, 99, 10) < 0.05
+    # fitted at step 20 (end of epoch 2): the anneal starts there and ends 3 epochs later
+    assert lr_multiplier(fit, 20, 10, fit_step=20) == 1.0 and math.isclose(lr_multiplier(fit, 35, 10, 20), 0.5)
+    assert lr_multiplier(fit, 50, 10, fit_step=20) == 0.0
+    with pytest.raises(ValueError, match="fit_acc"):
+        fit.with_(fit_acc=0.0)
+    with pytest.raises(ValueError, match="fit_extra"):
+        fit.with_(fit_extra=0)
+    short = fit.with_(epochs=2)  # shorter than fit_extra: warm up, then anneal over the one epoch left
+    assert lr_multiplier(short, 10, 10) == 1.0 and math.isclose(lr_multiplier(short, 15, 10), 0.5)
+
+
+def test_fit_schedule_stops_fit_extra_epochs_after_the_training_set_is_fitted():
+    ds = synthetic_dataset(n_per_class=10, num_classes=4, channels=1, size=8, seed=0)
+    proto = Protocol("f", "smallcnn", epochs=30, batch_size=20, lr=0.05, schedule="fit", fit_acc=0.9, fit_extra=2,
+                     crop_padding=0, flip=False, lr_end=0.0)
+    hist = train(ds, ds, proto, seed=0, device="cpu", quiet=True)
+    assert 1 <= hist.fit_epoch < 28, hist.train_acc  # separable templates: fitted well before the cap
+    assert hist.train_acc[hist.fit_epoch - 1] >= 0.9 > max(hist.train_acc[:hist.fit_epoch - 1], default=0.0)
+    assert hist.epochs == hist.fit_epoch + 2
+    assert History.from_dict(hist.to_dict()).fit_epoch == hist.fit_epoch
+    never = train(ds, ds, proto.with_(fit_acc=1.0, epochs=3, fit_extra=1), seed=0, device="cpu", quiet=True)
+    assert never.epochs == 3 and never.fit_epoch in (0, 1, 2, 3)
+
+
 def test_augmentations_shapes_and_content():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(16, 3, 8, 8)
@@ -115,7 +147,8 @@ def test_train_learns_and_is_deterministic():
 
 
 def test_train_fastnet_with_whitening_and_return_model(tiny_rgb):
-    proto = get_protocol("quick").with_(epochs=1, batch_size=50)
+    proto = get_protocol("fast").with_(model="fastnet-small", epochs=1, batch_size=50)
+    assert proto.whiten
     hist, model = train(tiny_rgb, tiny_rgb, proto, quiet=True, device="cpu", return_model=True)
     assert hist.epochs == 1 and 0 <= hist.final_acc <= 1
     assert evaluate(model, tiny_rgb, "cpu") == pytest.approx(hist.final_acc)

@@ -95,9 +95,13 @@ class Result:
         row = {"attack": self.attack, "defense": self.defense, "dataset": self.dataset, "protocol": self.protocol,
                "seeds": len(self.seeds), "reading": self.reading, "accuracy": self.mean, "std": self.std,
                "final": statistics.fmean(self.final), "peak": statistics.fmean(self.peak),
-               "peak_epoch": statistics.fmean(self.peak_epoch), "seconds": sum(self.seconds.values())}
+               "peak_epoch": statistics.fmean(self.peak_epoch), "seconds": sum(self.seconds.values()),
+               "epochs": statistics.fmean(len(acc) for acc in self.test_acc),
+               "train_acc": statistics.fmean(acc[-1] for acc in self.train_acc) if all(self.train_acc) else None}
         if self.clean is not None:
-            row["clean"] = statistics.fmean(self.clean.final)
+            # read the baseline the same way as the row (a peak row beside a clean peak, not a clean final)
+            row["clean"] = self.clean.mean if self.clean.reading == self.reading else statistics.fmean(
+                self.clean.peak if self.reading == "peak" else self.clean.final)
         return row
 
     def to_dict(self) -> dict:
@@ -231,6 +235,9 @@ def format_results(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+CONTROL = "random-noise-samplewise"  # the judge's control row: noise without class structure, the same budget
+
+
 def run_matrix(
     attacks: list[str],
     defenses: list[str],
@@ -239,12 +246,15 @@ def run_matrix(
     seeds: int | list[int] = 1,
     *,
     include_clean: bool = True,
+    include_control: bool = True,
     on_result=None,
     device: str | None = "auto",
     cache: bool = True,
     quiet: bool = True,
 ) -> list[Result]:
-    """Evaluate every (attack, defense) cell, clean training ("none") first when `include_clean`.
+    """Evaluate every (attack, defense) cell, clean training ("none") first when `include_clean`, then the control
+    (`CONTROL`: sample-wise random noise at the same budget) when `include_control`: the two rows that prove the
+    judge (the control must stay within a few points of clean) and give each defense's cost on clean data.
 
     Finished runs come from the cache, so calling this again after an interruption resumes at the first
     unfinished cell. `on_result(result, done, total)` is called after every cell (e.g. to save partial
@@ -255,7 +265,9 @@ def run_matrix(
     unknown = [d for d in defenses if d not in DEFENSES]
     if unknown:
         raise ValueError(f"unknown defense(s) {unknown}; expected some of {', '.join(sorted(DEFENSES))}")
-    rows = (["none"] if include_clean and "none" not in attacks else []) + list(attacks)
+    rows = (["none"] if include_clean and "none" not in attacks else [])
+    rows += [CONTROL] if include_control and CONTROL not in attacks else []
+    rows += list(attacks)
     cells = [(a, d) for a in rows for d in defenses]
     results: list[Result] = []
     with tqdm(total=len(cells), desc="matrix", unit="cell", disable=quiet) as bar:

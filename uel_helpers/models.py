@@ -65,6 +65,13 @@ def resnet18(in_channels: int = 3, num_classes: int = 10) -> ResNet:
     return ResNet((2, 2, 2, 2), in_channels, num_classes)
 
 
+def resnet10_w16(in_channels: int = 3, num_classes: int = 10) -> ResNet:
+    """The `quick` victim: ResNet-18's design (3x3 stem, BasicBlocks, BN, no whitening) with one block per stage
+    and a quarter of the width (16/32/64/128 channels, 0.31 M parameters). Chosen so that one judge trained to fit
+    5,000 28x28 images takes about 2 minutes on 2 CPU cores (benchmarks/RESULTS.md, "the quick judge")."""
+    return ResNet((1, 1, 1, 1), in_channels, num_classes, width=16)
+
+
 # --- FastNet: airbench94's ideas in a device-agnostic module --------------------------------------
 
 
@@ -180,6 +187,7 @@ class SmallCNN(nn.Module):
 # name -> (constructor(in_channels, num_classes), smallest image side it supports, what it is)
 MODELS: dict[str, tuple[Callable[[int, int], nn.Module], int, str]] = {
     "resnet18": (resnet18, 8, "CIFAR ResNet-18 (3x3 stem, no max-pool), the papers' victim"),
+    "resnet10-w16": (resnet10_w16, 8, "ResNet-10 at a quarter of ResNet-18's width (the quick judge: CPU)"),
     "fastnet": (lambda c, k: FastNet(c, k), 16, "airbench94-style fast net, widths 64/256/256 (GPU judge)"),
     "fastnet-small": (lambda c, k: FastNet(c, k, widths=(32, 64, 128)), 16,
                       "airbench94-style fast net, widths 32/64/128 (CPU judge)"),

@@ -619,3 +619,53 @@ def dct_spectra(images: Mapping[str, torch.Tensor], title: str = "") -> Figure:
 
 
 __all__ += ["kernel_grid", "frequency_responses", "dct_spectra"]
+
+
+def demo_figure(rows: Mapping[str, torch.Tensor], curves: Mapping[str, Sequence[float]],
+                finals: Mapping[str, float], signed: Sequence[str] = (), title: str = "") -> Figure:
+    """The demo's one-look figure: example images, per-epoch test accuracy of every run, the final numbers.
+
+    rows: name -> (N, C, H, W) images (uint8, or float in [0,1]); a row named in `signed` is a perturbation,
+    drawn around mid-gray and amplified (the factor is in its label). curves: run name -> clean test accuracy
+    per epoch (fractions in [0,1]). finals: run name -> the number to print (fraction in [0,1]).
+    Returns a Figure with three labelled panels: "examples", "test accuracy per epoch", "final accuracy".
+    """
+    if not rows or not curves:
+        raise ValueError("demo_figure needs at least one image row and one accuracy curve")
+    shapes = {tuple(t.shape) for t in rows.values()}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 4:
+        raise ValueError(f"demo_figure: every image row must hold the same (N, C, H, W) images, got {shapes}")
+    n, c = next(iter(shapes))[:2]
+    fig = plt.figure(figsize=(max(11.0, 1.0 * n + 6.5), max(4.2, 1.0 * len(rows) + 1.4)))
+    grid = fig.add_gridspec(len(rows), n + 6, wspace=0.15, hspace=0.15)
+    for r, (name, t) in enumerate(rows.items()):
+        label = name
+        if name in signed:
+            t, factor = _amplified(t.detach().float().cpu(), None)
+            label = f"{name}\n×{factor:.3g}, gray = 0"
+        imgs = to_display(t)
+        for col in range(n):
+            ax = fig.add_subplot(grid[r, col])
+            _show(ax, imgs[col], c)
+            if col == 0:
+                ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+            if r == 0 and col == 0:
+                ax.set_title("examples", loc="left", fontsize=9)
+    ax_acc = fig.add_subplot(grid[:, n + 1:n + 4])
+    for name, acc in curves.items():
+        epochs = np.arange(1, len(acc) + 1)
+        ax_acc.plot(epochs, 100 * np.asarray(acc), marker="o", ms=2.5, label=name)
+    ax_acc.set(xlabel="epoch", ylabel="clean test accuracy (%)", ylim=(0, 100), title="test accuracy per epoch")
+    ax_acc.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend(fontsize=7, loc="lower right")
+    ax_tab = fig.add_subplot(grid[:, n + 4:])
+    ax_tab.axis("off")
+    ax_tab.set_title("final accuracy", fontsize=10)
+    lines = [f"{name}: {100 * acc:.1f}%" for name, acc in finals.items()]
+    ax_tab.text(0.02, 0.95, "\n".join(lines), va="top", ha="left", fontsize=9, family="monospace",
+                transform=ax_tab.transAxes)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(left=0.12, right=0.98, top=0.86 if title else 0.92, bottom=0.12)
+    return fig

@@ -22,14 +22,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from .data import ImageSet, decode_affine, decode_images
 from .device import amp_dtype, autocast, make_generator, pick_device, seed_everything
 from .models import MODELS, FastNet, build_model
 from .profiles import resolve_profile
+from .progress import progress
 
-SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle")
+SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle", "fit")
 MIXES = ("none", "cutmix", "mixup")
 SHARPENS = ("none", "ssk", "rsk")
 
@@ -52,14 +52,17 @@ class Protocol:
     gamma: float = 0.1
     warmup: float = 0.23           # for "onecycle": fraction of steps spent warming up
     lr_start: float = 0.2          # for "onecycle": lr multiplier at step 0
-    lr_end: float = 0.07           # for "onecycle": lr multiplier at the last step
+    lr_end: float = 0.07           # for "onecycle" and "fit": lr multiplier at the last step
+    fit_acc: float = 0.99          # for "fit": training accuracy (on the given, possibly poisoned, set) that ends the
+    fit_extra: int = 8             #   plateau; then `fit_extra` more epochs annealing the lr; `epochs` is the cap
+                                   #   (a run of epochs <= fit_extra anneals all the way after its warm-up epoch)
     crop_padding: int = 4          # random crop with zero padding (0 = off)
     flip: bool = True
     cutout: int = 0                # side of the cutout square (0 = off)
     label_smoothing: float = 0.0
     grad_clip: float | None = None
     normalize: bool = True         # standardise inputs with the training set's channel mean/std
-    whiten: bool = True            # fit FastNet's whitening layer on (5,000 of) the training images
+    whiten: bool = False           # fit FastNet's whitening layer (the clean `fast` protocol only: never in a judge)
     max_train: int | None = None   # use at most this many training images (class-balanced), for smoke runs
     max_test: int | None = None
     eval_batch_size: int = 1024
@@ -84,6 +87,10 @@ class Protocol:
             raise ValueError(f"protocol {self.name!r}: epochs and batch_size must be >= 1")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
             raise ValueError(f"protocol {self.name!r}: need lr > 0, weight_decay >= 0 and 0 <= momentum < 1")
+        if self.schedule == "fit" and not (0 < self.fit_acc <= 1 and self.fit_extra >= 1):
+            raise ValueError(f"protocol {self.name!r}: the 'fit' schedule needs 0 < fit_acc <= 1 (e.g. 0.99) and "
+                             f"fit_extra >= 1 (annealing epochs), got fit_acc={self.fit_acc}, "
+                             f"fit_extra={self.fit_extra}")
         if self.crop_padding < 0 or self.cutout < 0:
             raise ValueError(f"protocol {self.name!r}: crop_padding and cutout must be >= 0")
         self._check_defenses()
@@ -131,12 +138,16 @@ PROTOCOLS: dict[str, Protocol] = {
     # The AR paper's victim training (peers_and_protocols.md §4, row "AR").
     "paper-resnet18": Protocol("paper-resnet18", "resnet18", epochs=100, batch_size=128, lr=0.1, momentum=0.9,
                                weight_decay=5e-4, schedule="step", step_size=50, gamma=0.1, whiten=False),
-    # A GPU judge in the airbench spirit: whitening, one-cycle-like schedule, mild augmentation.
+    # A fast clean-data trainer in the airbench spirit (whitening, one-cycle, 12 epochs). Not a judge: its whitening
+    # amplifies directions clean data lacks and 12 epochs stop early (the "honest judge" issue); no effect uses it.
     "fast": Protocol("fast", "fastnet", epochs=12, batch_size=512, lr=0.2, nesterov=True, weight_decay=5e-4,
-                     schedule="onecycle", crop_padding=2),
-    # A laptop-CPU judge: minutes on 2 cores, the same ideas with narrower layers.
-    "quick": Protocol("quick", "fastnet-small", epochs=4, batch_size=256, lr=0.2, nesterov=True, weight_decay=5e-4,
-                      schedule="onecycle", crop_padding=2),
+                     schedule="onecycle", crop_padding=2, whiten=True),
+    # The laptop-CPU judge: the papers' victim recipe (ResNet, SGD lr 0.1 momentum 0.9 wd 5e-4, batch 128, crop 4 +
+    # flip, no whitening) on a quarter-width ResNet-10, trained to fit: one warm-up epoch, a constant lr until the
+    # running training accuracy on the given (possibly poisoned) set reaches 99%, then 8 epochs annealing to 0;
+    # at most 24 epochs (the papers' victims reach ~100% training accuracy; benchmarks/RESULTS.md: ~2 min on 2 cores).
+    "quick": Protocol("quick", "resnet10-w16", epochs=24, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4,
+                      schedule="fit", fit_acc=0.99, fit_extra=8, lr_end=0.0, crop_padding=4),
     # Seconds: what CI runs in every notebook. Says nothing about accuracy.
     "smoke": Protocol("smoke", "smallcnn", epochs=2, batch_size=64, lr=0.05, nesterov=True, weight_decay=5e-4,
                       schedule="constant", crop_padding=2, max_train=512, max_test=512),
@@ -165,11 +176,32 @@ def protocol_for_profile(profile: str | None = None) -> Protocol:
 
 # --- learning-rate schedules -----------------------------------------------------------------------
 
-def lr_multiplier(protocol: Protocol, step: int, steps_per_epoch: int) -> float:
-    """The factor applied to the base lr at optimiser step `step` (0-based)."""
+def fit_anneal_start(protocol: Protocol, steps_per_epoch: int, fit_step: int | None = None) -> int:
+    """First step of the "fit" schedule's anneal: where the fit criterion was met (`fit_step`), but no later than
+    `epochs - fit_extra` epochs in, so that the run ends within the cap."""
+    latest = max(1, protocol.epochs - protocol.fit_extra) * steps_per_epoch
+    return latest if fit_step is None else min(fit_step, latest)
+
+
+def lr_multiplier(protocol: Protocol, step: int, steps_per_epoch: int, fit_step: int | None = None) -> float:
+    """The factor applied to the base lr at optimiser step `step` (0-based).
+
+    "fit" (the quick judge): linear warm-up from `lr_start` to 1 over the first epoch, 1 until the anneal starts
+    (`fit_anneal_start`: the step at which the fit criterion was met, `fit_step`, or the cap), then linear to
+    `lr_end` over `fit_extra` epochs: warm-up / stable / decay, with the plateau's length set by the data.
+    """
     total = protocol.epochs * steps_per_epoch
     epoch = step // steps_per_epoch
     s = protocol.schedule
+    if s == "fit":
+        if step < steps_per_epoch:
+            return protocol.lr_start + (1.0 - protocol.lr_start) * step / steps_per_epoch
+        start = fit_anneal_start(protocol, steps_per_epoch, fit_step)
+        if step < start:
+            return 1.0
+        length = min(protocol.fit_extra, protocol.epochs - start // steps_per_epoch) * steps_per_epoch
+        frac = min(1.0, (step - start) / max(1, length))
+        return 1.0 + (protocol.lr_end - 1.0) * frac
     if s == "constant":
         return 1.0
     if s == "step":
@@ -373,6 +405,7 @@ class History:
     epoch_time: list[float] = field(default_factory=list)
     wall_time: float = 0.0
     config: dict = field(default_factory=dict)
+    fit_epoch: int = 0  # "fit" schedule: 1-based epoch at which training accuracy reached fit_acc (0 = never)
 
     @property
     def epochs(self) -> int:
@@ -395,14 +428,16 @@ class History:
 
     def summary(self) -> dict:
         return {"final_acc": self.final_acc, "peak_acc": self.peak_acc, "peak_epoch": self.peak_epoch,
-                "epochs": self.epochs, "wall_time": self.wall_time}
+                "epochs": self.epochs, "final_train_acc": self.train_acc[-1] if self.train_acc else float("nan"),
+                "fit_epoch": self.fit_epoch, "wall_time": self.wall_time}
 
     def to_dict(self) -> dict:
         return {**asdict(self), **self.summary()}
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
-        return cls(**{k: d[k] for k in ("train_loss", "train_acc", "test_acc", "epoch_time", "wall_time", "config")})
+        return cls(**{k: d[k] for k in ("train_loss", "train_acc", "test_acc", "epoch_time", "wall_time", "config")},
+                   fit_epoch=int(d.get("fit_epoch", 0)))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -491,6 +526,8 @@ def train(
     model: an untrained nn.Module to use instead of `protocol.model`.
     Per batch: augment -> PGD (when `protocol.adv_eps` > 0) -> CutMix/MixUp (`protocol.mix`) -> SGD step.
     `History.train_acc` is measured on those training batches (label-weighted on mixed ones).
+    With the "fit" schedule (the quick judge) the run ends `fit_extra` epochs after that training accuracy first
+    reaches `fit_acc` (`History.fit_epoch`), or at `epochs`, whichever comes first.
     Same seed on the same device gives the same History.
     """
     proto = get_protocol(protocol)
@@ -543,10 +580,12 @@ def train(
         steps_per_epoch = 1
     hist = History(config={"protocol": proto.to_dict(), "seed": seed, "device": str(dev), "train_set": train_set.name,
                            "n_train": n, "n_test": len(test_set)})
-    bar = tqdm(range(proto.epochs), desc=f"train {proto.name}", disable=quiet or None, leave=True)
+    bar = progress(total=proto.epochs, desc=f"train {proto.name}", unit="epoch", quiet=quiet, leave=True)
     start = time.perf_counter()
     step = 0
-    for epoch in bar:
+    fit_step: int | None = None  # "fit" schedule: the step at which the fit criterion was met
+    last_epoch = proto.epochs
+    for epoch in range(proto.epochs):
         t0 = time.perf_counter()
         net.train()
         perm = torch.randperm(n, generator=order_gen).to(dev)
@@ -563,7 +602,7 @@ def train(
                 xb = pgd_attack(net, xb, yb, proto.adv_eps, proto.adv_steps, proto.adv_step_size, gen)
             xb, yb, yb_mix, lam = mix_batch(xb, yb, proto, gen)
             for group in opt.param_groups:
-                group["lr"] = proto.lr * lr_multiplier(proto, step, steps_per_epoch)
+                group["lr"] = proto.lr * lr_multiplier(proto, step, steps_per_epoch, fit_step)
             with autocast(dev):
                 logits = net(xb)
                 loss = mixed_loss(loss_fn, logits.float(), yb, yb_mix, lam)
@@ -588,9 +627,17 @@ def train(
         hist.train_acc.append(float(tot_correct) / seen)
         hist.test_acc.append(evaluate(net, test_set, dev, proto.eval_batch_size))
         hist.epoch_time.append(time.perf_counter() - t0)
+        if proto.schedule == "fit" and fit_step is None and hist.train_acc[-1] >= proto.fit_acc:
+            fit_step, hist.fit_epoch = step, epoch + 1
+            last_epoch = min(proto.epochs, epoch + 1 + proto.fit_extra)
+            bar.total = last_epoch
         bar.set_postfix(loss=f"{hist.train_loss[-1]:.3f}", train=f"{hist.train_acc[-1]:.3f}",
                         test=f"{hist.test_acc[-1]:.3f}")
+        bar.update(1)
         if on_epoch is not None:
             on_epoch(epoch + 1, hist)
+        if epoch + 1 >= last_epoch:
+            break
+    bar.close()
     hist.wall_time = time.perf_counter() - start
     return (hist, net) if return_model else hist
