@@ -32,7 +32,15 @@ def tiny_rgb():
 
 @pytest.fixture(scope="session")
 def effect_cache(tmp_path_factory):
-    """One cache folder for all effect tests of a session: poisons and baselines are made once."""
+    """One cache folder for all effect tests of a session: poisons and baselines are made once.
+
+    `UEL_EFFECT_CACHE=folder` keeps it across sessions (a developer re-running one effect test reuses the judges
+    already trained; the cache verifies every entry against its configuration). CI leaves it unset.
+    """
+    keep = os.environ.get("UEL_EFFECT_CACHE")
+    if keep:
+        os.makedirs(keep, exist_ok=True)
+        return keep
     return tmp_path_factory.mktemp("effect-cache")
 
 

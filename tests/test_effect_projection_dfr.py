@@ -25,6 +25,7 @@ MIN_GAIN = 0.10
 CLASSWISE = ["random-noise-classwise", "regions", "lsp"]
 
 
+@pytest.mark.slow  # six judges trained to fit (~12 min on 2 cores): over CI's budget; `make test-slow` runs it
 def test_projection_lifts_a_classwise_poison():
     gains = {}
     for attack in CLASSWISE:
@@ -35,7 +36,7 @@ def test_projection_lifts_a_classwise_poison():
     assert max(gains.values()) >= MIN_GAIN, f"projection gains {gains}"
 
 
-@pytest.mark.slow  # ~1.5 min (EM judge + 15 LBFGS epochs): over CI's 20-minute budget; `make test-slow` runs it
+@pytest.mark.slow  # an EM judge trained to fit + 15 LBFGS epochs: over CI's budget; `make test-slow` runs it
 def test_dfr_lifts_a_poisoned_judge():
     train_set, test_set = DATA.load()
     test_set = test_set.take_per_class(JUDGE.max_test // test_set.num_classes, seed=0)

@@ -1,4 +1,4 @@
-"""The `uel` command: `uel datasets`, `uel demo`, `uel matrix`, `uel notebooks`."""
+"""The `uel` command: `uel datasets`, `uel demo`, `uel matrix`, `uel reproduce`, `uel notebooks`."""
 
 from __future__ import annotations
 
@@ -196,6 +196,57 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    """The CIFAR-10 ResNet-18 rows with published numbers, measured beside them (markdown + JSON, resumable)."""
+    from .data import synthetic_dataset
+    from .experiments import DataSpec
+    from .notebook import attack_params
+    from .reproduce import PAPER_ROWS, format_reproduction, reproduce
+
+    profile = args.profile or ("paper" if pick_device(args.device).type == "cuda" else "quick")
+    protocol = get_protocol(args.protocol) if args.protocol else protocol_for_profile(profile)
+    if args.dataset == "synthetic-cifar":  # CIFAR-shaped generated data: the whole path offline (tests, smoke)
+        n = args.n_per_class or 20
+        dataset = (synthetic_dataset(n_per_class=n, num_classes=10, channels=3, size=32, seed=0, name="synthetic"),
+                   synthetic_dataset(n_per_class=max(2, n // 5), num_classes=10, channels=3, size=32, seed=1,
+                                     name="synthetic-test"))
+        label = f"synthetic CIFAR-shaped ({n}/class)"
+    else:
+        dataset = DataSpec(args.dataset, n_per_class=args.n_per_class, as_rgb=args.rgb)
+        label = dataset.label
+    known = {f"{r.attack}+{r.defense}": r for r in PAPER_ROWS}
+    unknown = [name for name in args.rows or [] if name not in known]
+    if unknown:
+        raise ValueError(f"--rows: {unknown} are not published rows; expected some of {', '.join(known)}")
+    rows = [known[name] for name in args.rows] if args.rows else list(PAPER_ROWS)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"reproduce_{args.dataset}_{protocol.name}"
+    print(f"reproduce: {len(rows)} published CIFAR-10 ResNet-18 rows on {label}, protocol {protocol.name} "
+          f"({protocol.model}), {args.seeds} seed(s); finished rows are cached, a second call resumes")
+
+    def save(done_rows, done: int, total: int) -> None:
+        table = format_reproduction(done_rows)
+        stem.with_suffix(".md").write_text(f"# Published vs measured ({label}, {protocol.name}, {args.seeds} "
+                                           f"seed(s); {done}/{total} rows)\n\n{table}\n")
+        stem.with_suffix(".json").write_text(json.dumps([r.summary() for r in done_rows], indent=1))
+
+    done_rows: list = []
+
+    def on_row(row, done: int, total: int) -> None:
+        done_rows.append(row)
+        print(f"  [{done}/{total}] {row.row.attack} + {row.row.defense}: {row.measured:.2f}% "
+              f"(published {row.row.published:.2f}%, gap {row.gap:+.2f})", flush=True)
+        save(done_rows, done, total)
+
+    reproduce(dataset, protocol, args.seeds, rows, attack_params=lambda a: attack_params(a, 3, profile),
+              on_row=on_row, device=args.device, quiet=args.quiet)
+    print()
+    print(format_reproduction(done_rows))
+    print(f"\nwrote {stem.with_suffix('.md')} and {stem.with_suffix('.json')}")
+    return 0
+
+
 def cmd_notebooks(args: argparse.Namespace) -> int:
     from .notebook_sync import sync_all
 
@@ -244,6 +295,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("reproduce", help="the CIFAR-10 ResNet-18 rows with published numbers, measured beside them")
+    p.add_argument("--dataset", default="cifar10",
+                   help="default cifar10 (needs the download); 'synthetic-cifar' runs the path offline")
+    p.add_argument("--n-per-class", type=int, default=None, help="class-balanced training subset (default: all)")
+    p.add_argument("--rgb", action="store_true", help="repeat a grayscale channel 3x (e.g. padded Fashion-MNIST)")
+    p.add_argument("--profile", default=None, choices=["smoke", "quick", "paper"], help="default: paper on a GPU")
+    p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS), help="overrides --profile")
+    p.add_argument("--rows", nargs="+", default=None, help="only these rows, as attack+defense (e.g. cuda+rsk+ff)")
+    p.add_argument("--seeds", type=int, default=1)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="results")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_reproduce)
 
     p = sub.add_parser("notebooks", help="regenerate notebooks/*.ipynb from their py:percent sources")
     p.add_argument("--folder", default="notebooks")

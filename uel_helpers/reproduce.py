@@ -1,0 +1,118 @@
+"""The paper table in one call: the CIFAR-10 ResNet-18 rows with published numbers, measured beside them.
+
+Each row is one (attack, defense) cell judged by the profile's protocol (`paper`: ResNet-18, the AR paper's
+100-epoch recipe) and the published final test accuracy of the same cell, with its source. `reproduce` runs the
+rows through `experiments.evaluate` (every step cached, so an interrupted table resumes at the first unfinished
+row) and returns measured, published and the gap. Published numbers: `../shared/papers/` sheets, quoted below.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .experiments import DataSpec, Result, evaluate
+from .training import Protocol
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    """One published cell: clean test accuracy (%) of ResNet-18 on CIFAR-10 trained on (attack, defense)."""
+
+    attack: str
+    defense: str
+    published: float
+    source: str
+    attack_params: tuple[tuple[str, object], ...] = ()
+
+
+PAPER_ROWS: tuple[PaperRow, ...] = (
+    PaperRow("none", "none", 94.34, "Kim & Sandoval-Segura 2024, Table 1 (sheet 04 §7)"),
+    PaperRow("ar", "none", 11.75, "AR README, L2 eps 1 (sheet 01 §9.1)"),
+    PaperRow("ar", "jpeg", 85.15, "ISS README, AR L2 1.0 + JPEG-10 (sheet 01 §9.2)"),
+    PaperRow("ar", "grayscale", 34.04, "ISS README, AR L2 1.0 + grayscale (sheet 01 §9.2)"),
+    PaperRow("em-samplewise", "none", 21.05, "ISS README, EM L-inf 8 (sheet 01 §9.2)"),
+    PaperRow("em-samplewise", "grayscale", 93.01, "ISS README, EM L-inf 8 + grayscale (sheet 01 §9.2)"),
+    PaperRow("cuda", "none", 23.25, "Kim & Sandoval-Segura 2024, Table 1 (sheet 04 §7)"),
+    PaperRow("cuda", "adversarial-training", 44.40, "Kim & Sandoval-Segura 2024, Table 1 (sheet 04 §7)"),
+    PaperRow("cuda", "rsk+ff", 78.53, "Kim & Sandoval-Segura 2024, Table 1 (sheet 04 §7)"),
+    PaperRow("tap", "none", 6.27, "APBench leaderboard, TAP Standard (sheet 01 §9.3)"),
+    PaperRow("tap", "jpeg", 84.08, "APBench leaderboard, TAP JPEG (sheet 01 §9.3)"),
+    PaperRow("lsp", "none", 13.06, "APBench leaderboard, LSP Standard (sheet 01 §9.3)"),
+    PaperRow("lsp", "grayscale", 64.70, "APBench leaderboard, LSP Gray (sheet 01 §9.3)"),
+    PaperRow("ops", "none", 14.69, "APBench leaderboard, OPS Standard (sheet 01 §9.3)"),
+    PaperRow("ops", "cutout", 52.98, "APBench leaderboard, OPS Cutout (sheet 01 §9.3)"),
+    PaperRow("ar", "adversarial-training", 81.15, "APBench leaderboard, AR AT (sheet 01 §9.3)"),
+    PaperRow("em-samplewise", "jpeg", 80.72, "APBench leaderboard, EM JPEG (sheet 01 §9.3)"),
+)
+
+
+@dataclass
+class ReproducedRow:
+    """A published row and what was measured for it (None until measured)."""
+
+    row: PaperRow
+    result: Result | None = None
+
+    @property
+    def measured(self) -> float | None:
+        """Mean final test accuracy over seeds, in %."""
+        return None if self.result is None else 100 * statistics.fmean(self.result.final)
+
+    @property
+    def std(self) -> float | None:
+        if self.result is None or len(self.result.final) < 2:
+            return None
+        return 100 * statistics.stdev(self.result.final)
+
+    @property
+    def gap(self) -> float | None:
+        """Measured minus published, in points."""
+        return None if self.measured is None else self.measured - self.row.published
+
+    def summary(self) -> dict:
+        return {"attack": self.row.attack, "defense": self.row.defense, "published": self.row.published,
+                "measured": self.measured, "std": self.std, "gap": self.gap, "source": self.row.source,
+                "seeds": None if self.result is None else len(self.result.seeds)}
+
+
+def reproduce(
+    dataset: str | DataSpec,
+    protocol: Protocol,
+    seeds: int | list[int] = 1,
+    rows: tuple[PaperRow, ...] | list[PaperRow] = PAPER_ROWS,
+    attack_params: Callable[[str], dict] | None = None,
+    on_row: Callable[[ReproducedRow, int, int], None] | None = None,
+    device: str | None = "auto",
+    quiet: bool = True,
+) -> list[ReproducedRow]:
+    """Measure every row of `rows` on `dataset` with `protocol`; cached, so a second call resumes.
+
+    attack_params: a function attack name -> extra parameters (e.g. EM's profile); None = the attack defaults.
+    on_row(row, done, total) is called after each row (to save the table so far).
+    Raises ValueError for an unknown attack or defense (from `evaluate`).
+    """
+    out: list[ReproducedRow] = []
+    for i, row in enumerate(rows, 1):
+        params = dict(row.attack_params)
+        if attack_params is not None and row.attack != "none":
+            params.update(attack_params(row.attack))
+        result = evaluate(row.attack, row.defense, dataset, protocol, seeds, attack_params=params or None,
+                          baseline=False, device=device, quiet=quiet)
+        out.append(ReproducedRow(row, result))
+        if on_row is not None:
+            on_row(out[-1], i, len(rows))
+    return out
+
+
+def format_reproduction(rows: list[ReproducedRow]) -> str:
+    """Markdown table: attack, defense, measured (mean ± std), published, gap, source."""
+    lines = ["| attack | defense | measured (%) | published (%) | gap (points) | source |",
+             "|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        measured = "-" if r.measured is None else f"{r.measured:.2f}" + ("" if r.std is None else f" ± {r.std:.2f}")
+        gap = "-" if r.gap is None else f"{r.gap:+.2f}"
+        lines.append(f"| {r.row.attack} | {r.row.defense} | {measured} | {r.row.published:.2f} | {gap} | "
+                     f"{r.row.source} |")
+    return "\n".join(lines)
