@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from PIL import Image
+
 from uel_helpers.cli import main
 
 
@@ -14,18 +17,42 @@ def test_datasets_lists(capsys):
 
 
 def test_demo_smoke_writes_results(tmp_path, capsys):
+    """The demo on the embedded default (digits, 8x8) runs end to end: table, JSON and the one-look figure."""
     assert main(["demo", "--dataset", "digits", "--profile", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
     result = json.loads((tmp_path / "demo.json").read_text())
     assert result["dataset"] == "digits (20/class)" and result["protocol"] == "smoke"
-    assert set(result["defenses_tried"]) == {"jpeg", "grayscale", "bdr"}
-    best = result["best_defense"]
-    assert result["defenses_tried"][best] == max(result["defenses_tried"].values())
-    assert list(result["runs"]) == ["clean", "AR", f"AR + {best}"]
+    assert list(result["runs"]) == ["clean", "control (random-noise-samplewise)", "cuda", "cuda + rsk+ff"]
     assert all(0.0 <= r["final"] <= 1.0 for r in result["runs"].values())
     assert len(result["test_acc_per_epoch"]["clean"]) == 2
-    assert (tmp_path / "demo.png").stat().st_size > 1000
+    panels = Image.open(tmp_path / "demo.png").info["Description"]
+    for panel in ("examples", "test accuracy per epoch", "final accuracy"):
+        assert panel in panels, panels
     out = capsys.readouterr().out
-    assert "clean" in out and "AR + " in out
+    assert "clean" in out and "cuda + rsk+ff" in out and "none is chosen by its test accuracy" in out
+
+
+def test_demo_shows_every_defense_tried(tmp_path):
+    args = ["demo", "--dataset", "digits", "--profile", "smoke", "--out", str(tmp_path), "--quiet",
+            "--attack", "ar", "--defenses", "jpeg", "grayscale"]
+    assert main(args) == 0
+    runs = json.loads((tmp_path / "demo.json").read_text())["runs"]
+    assert list(runs)[2:] == ["ar", "ar + jpeg", "ar + grayscale"]
+    assert main([*args[:-2], "nope"]) == 2
+
+
+def test_demo_figure_has_its_panels():
+    import torch
+
+    from uel_helpers.plots import demo_figure
+
+    rows = {"clean": torch.zeros(4, 1, 8, 8, dtype=torch.uint8), "δ": torch.randn(4, 1, 8, 8) / 50}
+    fig = demo_figure(rows, {"clean": [0.5, 0.9], "poison": [0.4, 0.2]}, {"clean": 0.9, "poison": 0.2},
+                      signed=["δ"], title="t")
+    titles = [ax.get_title("left") or ax.get_title() for ax in fig.axes]
+    assert "examples" in titles and "test accuracy per epoch" in titles and "final accuracy" in titles
+    assert len(fig.axes) == 2 * 4 + 2
+    with pytest.raises(ValueError, match="same"):
+        demo_figure({"a": torch.zeros(2, 1, 4, 4), "b": torch.zeros(3, 1, 4, 4)}, {"a": [0.1]}, {})
 
 
 def test_demo_bad_dataset_is_a_clear_error(tmp_path, capsys):

@@ -108,7 +108,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
                       title=f"{spec.label}, judge {protocol.name} ({protocol.model}), seed {args.seed}: "
                             f"what a network learns from each training set")
     png = out / "demo.png"
-    fig.savefig(png, dpi=110, bbox_inches="tight")
+    panels = [t for ax in fig.axes for t in (ax.get_title("left"), ax.get_title()) if t]
+    fig.savefig(png, dpi=110, bbox_inches="tight", metadata={"Description": "panels: " + "; ".join(panels)})
     plt.close(fig)
     summary = {"dataset": spec.label, "protocol": protocol.name, "model": protocol.model, "attack": args.attack,
                "seed": args.seed, "device": str(device), "runs": {k: r.summary() for k, r in results.items()},

@@ -542,6 +542,9 @@ def train(
 
     c, h, w = train_set.shape
     net = model if model is not None else build_model(proto.model, c, train_set.num_classes, (h, w))
+    if proto.whiten and not isinstance(net, FastNet):
+        raise ValueError(f"protocol {proto.name!r}: whiten=True needs a FastNet model (its patch-whitening layer), "
+                         f"got {type(net).__name__}; set whiten=False, or model='fastnet' / 'fastnet-small'")
     if isinstance(net, FastNet) and proto.whiten:
         if proto.lowpass_percent:
             warnings.warn(f"protocol {proto.name!r}: a DCT low-pass (lowpass_percent={proto.lowpass_percent}) with "
