@@ -59,12 +59,9 @@ elif importlib.util.find_spec("uel_helpers") is None and Path("../uel_helpers/__
 # the whole training set at `paper`.
 #
 # `as_rgb=True` repeats a grayscale image's channel three times. The attacks were designed for colour
-# images (AR's released processes, OPS's eight colour corners, colour noise); on 1-channel
-# Fashion-MNIST at the `quick` judge most of them barely bite (measured, 500 images per class, clean
-# 83.5%: CUDA 32.8%, regions 73.6%, AR with found processes 82.6%, LSP 82.2%). On the RGB view they do
-# (section 10), but read that with the caveat of section 10: the fast judge's whitening layer makes
-# it sensitive to *any* colour noise on these colourless images. Set `as_rgb=False` to see the
-# grayscale case for yourself.
+# images (AR's released processes, OPS's eight colour corners, colour noise), so the RGB view lets the
+# released AR processes run unchanged; on 1-channel data AR finds new processes with the paper's rules.
+# Section 10 reports both views with the same judge and says which is closer to the papers' setting.
 
 # %% tags=["parameters"]
 dataset = None  # None = "fashion-mnist" when available offline, else "digits"; "cifar10" on Colab
@@ -220,9 +217,11 @@ perturbation_explorer(clean, poisons)
 # %% [markdown]
 # ## 9. Do they work? Train the judge on each poison
 #
-# The judge is the profile's protocol (`quick`: the narrow airbench-style net, 4 epochs; `paper`:
+# The judge is the profile's protocol (`quick`: a quarter-width ResNet-10 trained like the papers' victim
+# until it fits the training set: 99% training accuracy, then 8 annealing epochs, at most 24; `paper`:
 # ResNet-18, 100 epochs). Clean test accuracy is measured after every epoch; we report the final and
-# the peak (notebook 02 explains why the peak matters).
+# the peak (notebook 02 explains why the peak matters). The control, sample-wise random noise at the same
+# budget, is one of the poisons: a judge is only trusted where the control stays near clean.
 
 # %%
 results = {}

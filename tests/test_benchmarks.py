@@ -19,6 +19,7 @@ TINY = {
     "bench_sharpen": ["--device", "cpu", "--n", "64", "--ref-n", "8", "--batch", "32", "--repeats", "1"],
     "bench_poisons": ["--device", "cpu", "--n", "64", "--repeats", "1", "--attacks", "cuda", "ar"],
     "bench_dvae": ["--device", "cpu", "--profile", "smoke", "--n", "40", "--epochs", "1", "--shape", "3", "16"],
+    "bench_demo": ["--demo-args", "--dataset", "digits", "--profile", "smoke"],
     "bench_judge": ["--synthetic", "--n-per-class", "2", "--n-test", "20", "--epochs", "1", "--models", "smallcnn",
                     "--full"],
     "bench_training": ["--device", "cpu", "--steps", "1", "--warmup", "0", "--pipeline-steps", "1",

@@ -17,9 +17,14 @@ from tests.effect_setting import final_acc
 pytestmark = [pytest.mark.effect, needs_fashion, pytest.mark.usefixtures("use_effect_cache")]
 MIN_RECOVERED = 0.5  # fraction of the lost accuracy the defense must give back
 
+EM_NOTE = ("measured 2026-11-30, seed 0: EM sample-wise costs this judge only 15.85 points (89.80% -> 73.95%), "
+           "under the 20 points this test needs before a recovery means anything; grayscale gives back 91% of it "
+           "(88.40%)")
 CASES = [  # (attack, its parameters, defense): the pairs where ISS and APBench report a large recovery
     ("ar", {}, "jpeg"),
-    ("em-samplewise", {"profile": "quick"}, "grayscale"),
+    # EM's surrogate + two judges do not fit CI's budget: `make test-slow`
+    pytest.param("em-samplewise", {"profile": "quick"}, "grayscale",
+                 marks=[pytest.mark.xfail(strict=True, reason=EM_NOTE), pytest.mark.slow]),
 ]
 
 

@@ -52,7 +52,22 @@ def control_acc() -> float:
 
 # Run by `make test-slow`, not in CI's 30-minute budget: every judge now trains to fit (~2 minutes each), and
 # TAP's and class-wise EM's surrogates cost minutes more. CI keeps the attacks the demo and notebooks lean on.
-SLOW = {"tap", "em-classwise", "ar-linf", "random-noise-classwise", "regions", "lsp"}
+SLOW = {"tap", "em-classwise", "ar-linf", "random-noise-classwise", "regions", "lsp", "em-samplewise"}
+# Measured on 2026-11-30 with this judge, seed 0 (clean 89.80%, control 89.90%, bar 63.20%): the effect does not
+# reproduce at this scale. Kept as strict xfails with the numbers, so a change that makes them pass is noticed.
+DOES_NOT_REPRODUCE = {
+    "ar": "AR L2 (released CIFAR-10 processes, grey-as-RGB): 68.75%, 21 points below clean, short of the 26.6 "
+          "the criterion asks; the judge fits it slowly (96.0% training accuracy at its 24-epoch cap, CUDA 99.1%)",
+    "em-samplewise": "EM sample-wise (quick surrogate: a whitened FastNet): 73.95%, 16 points below clean; noise "
+                     "crafted to minimise the error of a whitened FastNet transfers only partly to a ResNet",
+}
+
+
+def _param(name: str):
+    marks = [pytest.mark.slow] if name in SLOW else []
+    if name in DOES_NOT_REPRODUCE:
+        marks.append(pytest.mark.xfail(strict=True, reason=DOES_NOT_REPRODUCE[name]))
+    return pytest.param(name, marks=marks)
 
 
 def required_drop(clean_acc: float, num_classes: int = 10) -> float:
@@ -70,7 +85,7 @@ def test_control_stays_near_clean(clean_acc, control_acc):
 
 @pytest.mark.effect
 @needs_fashion
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in ATTACKS])
+@pytest.mark.parametrize("name", [_param(n) for n in ATTACKS])
 def test_poison_lowers_clean_accuracy(name, clean_acc, control_acc):
     acc = final_acc(name, **ATTACKS[name])
     bar = min(clean_acc, control_acc) - required_drop(clean_acc)

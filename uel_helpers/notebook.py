@@ -50,9 +50,8 @@ def notebook_data(dataset: str, n_per_class: int | None, as_rgb: bool):
 
     Fashion-MNIST and the other named datasets come as a `DataSpec` (class-balanced subset, optional RGB view),
     so that runs are cached under the same key as notebook 01's poisons and the effect tests. scikit-learn's
-    8x8 digits are resized to 16x16 explicitly (the FastNet of notebook 04 §6 and some attacks' patterns need
-    >= 16x16; the ResNet judges also take 8x8) and passed as a (train, test)
-    pair. `n_per_class` None = the whole training split.
+    8x8 digits are resized to 16x16 explicitly (the FastNet of notebook 04 §6 needs >= 16x16; the ResNet and
+    small-CNN judges also take 8x8) and passed as a (train, test) pair. `n_per_class` None = the whole training split.
     """
     from .data import load_dataset, to_rgb  # imported here: the setup cell must stay light
     from .experiments import DataSpec
