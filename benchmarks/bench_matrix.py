@@ -33,6 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--profile", default="quick", choices=("smoke", "quick", "paper"))
     p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS), help="overrides --profile")
     p.add_argument("--seeds", type=int, default=3, help="judge seeds per cell (headline tables: 3)")
+    p.add_argument("--max-test", type=int, default=None, help="class-balanced test images (default: all)")
+    p.add_argument("--cache", default=None,
+                   help="reuse this cache folder (default: a new, empty one); cached cells then cost ~0 s")
     p.add_argument("--device", default="auto")
     p.add_argument("--record", action="store_true", help=f"append the results to {RESULTS.name}")
     return p.parse_args(argv)
@@ -42,9 +45,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     dev = pick_device(args.device)
     protocol = get_protocol(args.protocol) if args.protocol else protocol_for_profile(args.profile)
+    if args.max_test:
+        protocol = protocol.with_(max_test=args.max_test)
     spec = DataSpec(args.dataset, n_per_class=args.n_per_class, as_rgb=args.rgb)
     load_before = load_average()
-    os.environ["UEL_CACHE"] = tempfile.mkdtemp(prefix="bench-matrix-")  # from an empty cache
+    os.environ["UEL_CACHE"] = args.cache or tempfile.mkdtemp(prefix="bench-matrix-")  # empty unless --cache
     os.environ["UEL_PROFILE"] = args.profile  # EM/TAP settings follow the profile
     cell_times: list[float] = []
     last = [time.perf_counter()]
@@ -71,7 +76,9 @@ def main(argv: list[str] | None = None) -> None:
         *section_header("bench_matrix.py", dev, load_before),
         "",
         f"`run_matrix` on {spec.label}, protocol `{protocol.name}` ({protocol.model}), profile `{args.profile}`, "
-        f"{args.seeds} judge seed(s) per cell (one poison), empty cache: {len(results)} cells in "
+        f"{args.seeds} judge seed(s) per cell (one poison), {protocol.max_test or 'all'} test images, "
+        f"{'cache ' + repr(args.cache) + ' (cells already there cost ~0 s)' if args.cache else 'empty cache'}: "
+        f"{len(results)} cells in "
         f"**{total / 60:.1f} min**. Final clean test accuracy mean ± std over seeds; peak @ its mean epoch; "
         "training accuracy at the last epoch; epochs trained (the quick judge stops 8 epochs after fitting). Seconds "
         "per cell (poison: made once per row, the other cells of the row read it from the cache):",

@@ -19,7 +19,7 @@
 # | profile | machine | run time | memory |
 # |---|---|---|---|
 # | `smoke` | 2-core CPU | measured 112 s under `pytest` on a quiet machine with 50 images per class (EM 38 s, TAP 15 s, 12 judges 36 s); smoke now uses 20 per class (not re-timed) | < 2 GB RAM |
-# | `quick` | 2-core CPU | not timed as a whole; its parts: 12 judges × ~25 s, EM ~1-2 min each, TAP ~3 min (5,000 images; `benchmarks/RESULTS.md`): about 10 minutes | < 3 GB RAM |
+# | `quick` | 2-core CPU | not timed as a whole with the judge trained to fit; its parts: 12 judges × ~2 min (bench_judge in `benchmarks/RESULTS.md`), EM ~1-2 min each, TAP ~3 min: about 30-35 minutes (an estimate from those parts) | < 3 GB RAM |
 # | `paper` | Colab T4 GPU | not measured yet | not measured yet |
 
 # %% [markdown]
@@ -255,48 +255,49 @@ if train_judges:
 # CUDA's CIFAR numbers are in notebook 04; the regions, random-noise and CUDA-on-ImageNet papers' numbers
 # are not in our sheets and are not quoted.
 #
-# **What we measured** (2026-11-21, 2-core CPU; 500 Fashion-MNIST images per class, the `quick` judge,
-# final clean test accuracy in % on 2,000 test images; the first column is what the effect tests in
-# `tests/test_effect_poisons.py` check, with seed 0; "—" = not measured):
+# **What we measured** (2026-11-30, 2-core CPU; 500 Fashion-MNIST images per class, the `quick` judge
+# trained to fit, final clean test accuracy in % on 2,000 test images, seed 0; the RGB column is what the
+# effect tests in `tests/test_effect_poisons.py` check; "—" = not yet measured with this judge). Every number
+# of the earlier, whitened 4-epoch judge was removed from this notebook: that judge let sample-wise noise
+# halve its accuracy, so it could not tell a poison from any perturbation.
 #
-# | training set | RGB view (`quick`) | RGB view, judge without whitening | grayscale (`quick`) |
+# | training set | RGB view | 1-channel view | training accuracy at the end (RGB) |
 # |---|---|---|---|
-# | clean | 83.2 | 83.0 | 83.5 |
-# | random noise, sample-wise (control) | 60.0 | 83.1 | 83.4 |
-# | AR L2 1 | 19.0 | 82.5 | 82.6 (found processes) |
-# | AR L∞ 8/255 | 40.5 | 83.6 | — |
-# | EM sample-wise | 10.0 | — | — |
-# | EM class-wise | 14.5 | — | — |
-# | TAP | 11.5 | — | — |
-# | CUDA | 35.4 | 43.5 | 32.8 |
-# | random noise, class-wise | 16.9 | 84.0 | — |
-# | regions-4 | 10.1 | 31.2 | 73.6 |
-# | LSP | 31.5 | 77.0 | 82.2 |
-# | OPS | 79.8 | 80.7 | — |
-# | OPS, judge without crop and flip | 33.0 | — | — |
+# | clean | 89.8 | ONECH_CLEAN | 91.1 |
+# | random noise, sample-wise (control) | 89.9 | ONECH_CONTROL | 90.5 |
+# | AR L2 1 (released processes; 1-channel: found) | 68.8 | ONECH_AR | 96.0 |
+# | EM sample-wise | 74.0 | — | 92.4 |
+# | CUDA | 37.3 | ONECH_CUDA | 99.1 |
+# | AR L∞, EM class-wise, TAP, class-wise noise, regions, LSP, OPS | — | — | — |
+#
+# The effect tests' criterion, fixed before this judge measured any poison: a poison must remove at least a
+# third of what the judge learns above chance (here: land at or below 63.2%).
 #
 # How to read it, honestly:
 #
-# 1. **On the RGB view every attack but OPS bites** (10-40% against 83% clean), in the direction of the
-#    papers. OPS's single pixel sits where Fashion-MNIST is always black, near the border, and the
-#    judge's ±2-pixel crop moves or drops it; without crop and flip it bites (33%). APBench saw the
-#    same fragility on CIFAR-10 (OPS 14.7% → 53.0% with cutout).
-# 2. **Part of the RGB effect is the judge.** Its patch-whitening layer (airbench's) is fitted on the
-#    training images and scales every direction by 1/√(variance): Fashion-MNIST-as-RGB has *no* colour
-#    variance, so the only colour in the training set, the perturbation, is amplified. Even sample-wise
-#    noise, which carries no label, costs 23 points (the control row). Without whitening the control
-#    costs nothing, and only the strong class-wise patterns (CUDA, regions) still bite in 4 epochs.
-#    The effect tests therefore ask each poison to land far below clean **and** far below the control.
-# 3. **On grayscale, at this short schedule, most attacks barely bite.** Fashion-MNIST's content is
-#    easy (a linear model reaches ~84%), and an 8/255 pattern is not learned faster than the garment in
-#    4 epochs. The papers train ResNet-18 for 60-200 epochs on CIFAR-10, whose content is much harder.
-#    Run this notebook at `paper` on a GPU, or on CIFAR-10, for the setting the papers measure.
+# 1. **The judge is valid**: the control costs nothing (89.9% vs 89.8%), so what a poison costs is its
+#    class structure, not the presence of noise.
+# 2. **CUDA bites** (37.3%, 52 points below clean). **AR and EM do not reach the criterion** at this scale:
+#    AR costs 21 points, EM 16. The papers report ~12% (AR) and ~21% (EM) on CIFAR-10 with ResNet-18 after
+#    60-200 epochs, when the victim has fitted the poisoned set (~100% training accuracy). Our judge stops
+#    at its 24-epoch cap with AR at 96% training accuracy: it has not finished learning the shortcut, and the
+#    garment is easy to learn at the same time. EM's noise is crafted at `quick` against a small whitened
+#    FastNet surrogate; whether that is why it costs this ResNet only 16 points we have not tested (exercise 5).
+# 3. **Which view is closer to the papers?** The RGB view: the papers' poisons are crafted for 3-channel
+#    images and AR's released processes are RGB; on the 1-channel view AR needs new processes found by us
+#    (the paper's acceptance rules, not its released coefficients). Neither view has the colour statistics
+#    of CIFAR-10: a grey image repeated three times has no colour variance at all.
+# 4. **OPS**: its one pixel sits where Fashion-MNIST is black, near the border; the judge's crop moves or
+#    drops it (APBench saw the same fragility on CIFAR-10: OPS 14.7% → 53.0% with cutout).
+#
+# Run this notebook at `paper` on a GPU, or on CIFAR-10, for the setting the papers measure; `uel reproduce`
+# puts those numbers beside the published ones.
 
 # %% [markdown]
 # ## Deviations from the paper
 #
 # - **Data and judge** (01 §2.7, peers §4): at `quick`, 500 Fashion-MNIST images per class and a
-#   narrow airbench-style judge for 4 epochs instead of CIFAR-10 and ResNet-18 for 100 epochs.
+#   quarter-width ResNet-10 trained to fit (at most 24 epochs) instead of CIFAR-10 and ResNet-18 for 100 epochs.
 # - **AR on grayscale** (01 §2.1): the released processes are RGB; for 1-channel data new processes are
 #   found with the paper's acceptance rules, and the L2 budget keeps the paper's per-value RMS
 #   (ε = √(C·H·W/3072) = 0.505 for 28×28).
@@ -315,3 +316,5 @@ if train_judges:
 #    JPEG compression remove?
 # 4. Use `coefficients="find"` with a different seed for AR on an RGB dataset. Do the new processes
 #    poison as well as the released ones?
+# 5. Craft EM with `surrogate="resnet18"` (or the judge's own `"resnet10-w16"`) instead of the quick profile's
+#    FastNet and judge it again. Does a surrogate closer to the victim make a stronger poison?
