@@ -160,3 +160,18 @@ def test_train_rejects_mismatched_sets(tiny_rgb):
         train(tiny_rgb, other, "smoke", quiet=True)
     with pytest.raises(TypeError, match="ImageSets"):
         train(tiny_rgb.images, tiny_rgb, "smoke", quiet=True)
+
+
+@pytest.mark.parametrize("field,value,error", [
+    ("lr", float("nan"), ValueError), ("lr", float("inf"), ValueError), ("weight_decay", float("nan"), ValueError),
+    ("epochs", 2.5, TypeError), ("batch_size", 16.5, TypeError), ("fit_acc", float("nan"), ValueError),
+])
+def test_protocol_rejects_non_finite_and_non_integer_fields(field, value, error):
+    with pytest.raises(error, match=field):
+        get_protocol("smoke", **{field: value})
+
+
+def test_training_stops_on_a_non_finite_loss():
+    ds = synthetic_dataset(n_per_class=4, num_classes=2, channels=1, size=8, seed=0)
+    with pytest.raises(FloatingPointError, match="training loss"):
+        train(ds, ds, get_protocol("smoke", lr=1e30, epochs=3, batch_size=8), device="cpu", quiet=True)

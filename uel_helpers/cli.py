@@ -213,7 +213,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                                      name="synthetic-test"))
         label = f"synthetic CIFAR-shaped ({n}/class)"
     else:
-        dataset = DataSpec(args.dataset, n_per_class=args.n_per_class, as_rgb=args.rgb)
+        dataset = DataSpec(args.dataset, n_per_class=args.n_per_class, as_rgb=args.rgb, pad_to=args.pad_to)
         label = dataset.label
     known = {f"{r.attack}+{r.defense}": r for r in PAPER_ROWS}
     unknown = [name for name in args.rows or [] if name not in known]
@@ -302,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="default cifar10 (needs the download); 'synthetic-cifar' runs the path offline")
     p.add_argument("--n-per-class", type=int, default=None, help="class-balanced training subset (default: all)")
     p.add_argument("--rgb", action="store_true", help="repeat a grayscale channel 3x (e.g. padded Fashion-MNIST)")
+    p.add_argument("--pad-to", type=int, default=None,
+                   help="zero-pad images to this side, e.g. 32: Fashion-MNIST in CIFAR-10's shape (the closest offline "
+                        "stand-in for the papers' setting: `--dataset fashion-mnist --pad-to 32 --rgb`)")
     p.add_argument("--profile", default=None, choices=["smoke", "quick", "paper"], help="default: paper on a GPU")
     p.add_argument("--protocol", default=None, choices=sorted(PROTOCOLS), help="overrides --profile")
     p.add_argument("--rows", nargs="+", default=None, help="only these rows, as attack+defense (e.g. cuda+rsk+ff)")

@@ -323,6 +323,24 @@ def resize(ds: ImageSet, size: int | tuple[int, int]) -> ImageSet:
     return ds.with_images(quantize(x.clamp_(0, 1)), resized_to=list(hw))
 
 
+def pad(ds: ImageSet, size: int) -> ImageSet:
+    """Zero-pad (black) every image, centred, to size x size: e.g. 28x28 Fashion-MNIST to CIFAR's 32x32.
+
+    Raises ValueError when `size` is smaller than an image side (padding never crops) or not an int.
+    """
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise TypeError(f"pad: size must be an int (e.g. 32), got {type(size).__name__} {size!r}")
+    h, w = ds.image_size
+    if size < max(h, w):
+        raise ValueError(f"pad: size {size} is smaller than the {h}x{w} images; padding never crops "
+                         f"(use resize() to shrink)")
+    if (h, w) == (size, size):
+        return ds
+    top, left = (size - h) // 2, (size - w) // 2
+    x = F.pad(ds.images, (left, size - w - left, top, size - h - top))
+    return ds.with_images(x, padded_to=size)
+
+
 def to_rgb(ds: ImageSet) -> ImageSet:
     """Repeat a grayscale channel three times (e.g. to feed Fashion-MNIST to CIFAR models)."""
     if ds.channels == 3:

@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .cache import cached, tensor_fingerprint
-from .data import ImageSet, load_dataset, to_rgb
+from .data import ImageSet, load_dataset, pad, to_rgb
 from .defenses import REGISTRY as DEFENSES
 from .defenses import apply_defense, get_defense
 from .device import pick_device
@@ -33,12 +33,15 @@ class DataSpec:
     n_per_class: int | None = None  # None = the whole training split
     as_rgb: bool = False  # repeat a grayscale channel 3x (the attacks were designed for colour images)
     subset_seed: int = 0
+    pad_to: int | None = None  # zero-pad to pad_to x pad_to (e.g. Fashion-MNIST to CIFAR's 32; never crops)
 
     def load(self) -> tuple[ImageSet, ImageSet]:
         """The (train, test) ImageSets this spec names."""
         train_set, test_set = load_dataset(self.name, "train"), load_dataset(self.name, "test")
         if self.n_per_class is not None:
             train_set = train_set.take_per_class(self.n_per_class, seed=self.subset_seed)
+        if self.pad_to is not None:
+            train_set, test_set = pad(train_set, self.pad_to), pad(test_set, self.pad_to)
         if self.as_rgb:
             train_set, test_set = to_rgb(train_set), to_rgb(test_set)
         return train_set, test_set
@@ -46,7 +49,8 @@ class DataSpec:
     @property
     def label(self) -> str:
         size = "all" if self.n_per_class is None else f"{self.n_per_class}/class"
-        return f"{self.name}{' as RGB' if self.as_rgb else ''} ({size})"
+        padded = f" padded to {self.pad_to}x{self.pad_to}" if self.pad_to is not None else ""
+        return f"{self.name}{padded}{' as RGB' if self.as_rgb else ''} ({size})"
 
 
 @dataclass

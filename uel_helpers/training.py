@@ -83,6 +83,15 @@ class Protocol:
             )
         if self.schedule not in SCHEDULES:
             raise ValueError(f"protocol {self.name!r}: unknown schedule {self.schedule!r}; expected one of {SCHEDULES}")
+        for what in ("epochs", "batch_size", "fit_extra", "crop_padding", "cutout", "adv_steps", "eval_batch_size"):
+            value = getattr(self, what)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise TypeError(f"protocol {self.name!r}: {what} must be an int, got {type(value).__name__} {value!r}")
+        for what in ("lr", "momentum", "weight_decay", "gamma", "lr_start", "lr_end", "fit_acc", "label_smoothing",
+                     "mix_alpha", "adv_eps", "adv_step_size"):
+            value = getattr(self, what)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"protocol {self.name!r}: {what} must be a finite number, got {value!r}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError(f"protocol {self.name!r}: epochs and batch_size must be >= 1")
         if self.lr <= 0 or self.weight_decay < 0 or not 0 <= self.momentum < 1:
@@ -627,6 +636,11 @@ def train(
             tot_correct += mixed_correct(logits.detach(), yb, yb_mix, lam)
             seen += len(idx)
         hist.train_loss.append(float(tot_loss) / seen)
+        if not math.isfinite(hist.train_loss[-1]):
+            bar.close()
+            raise FloatingPointError(f"train: the training loss became {hist.train_loss[-1]} in epoch {epoch + 1} "
+                                     f"(protocol {proto.name!r}, lr {proto.lr}); lower the learning rate or check "
+                                     "the data for NaN/inf")
         hist.train_acc.append(float(tot_correct) / seen)
         hist.test_acc.append(evaluate(net, test_set, dev, proto.eval_batch_size))
         hist.epoch_time.append(time.perf_counter() - t0)
