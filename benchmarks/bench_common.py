@@ -93,3 +93,10 @@ def _torchvision_version() -> str:
     except ImportError:
         return "not installed"
     return torchvision.__version__
+
+
+def emit(lines: list[str], record_it: bool) -> None:
+    """Print a section, and append it to RESULTS.md when asked (`--record`)."""
+    print("\n".join(lines))
+    if record_it:
+        record(lines)

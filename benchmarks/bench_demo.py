@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench_common import RESULTS, load_average, record, section_header
+from bench_common import RESULTS, emit, load_average, section_header
 
 from uel_helpers.cli import main as uel_main
 from uel_helpers.device import pick_device
@@ -59,9 +59,7 @@ def main(argv: list[str] | None = None) -> None:
         *rows,
         "",
     ]
-    print("\n".join(lines))
-    if args.record:
-        record(lines)
+    emit(lines, args.record)
 
 
 if __name__ == "__main__":

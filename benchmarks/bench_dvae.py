@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench_common import load_average, record, section_header
+from bench_common import emit, load_average, section_header
 
 from uel_helpers.data import synthetic_dataset
 from uel_helpers.defenses.dvae import PROFILE_SETTINGS, run_stages
@@ -66,9 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         f"({total / 60:.1f} min).**",
         "",
     ]
-    print("\n".join(lines))
-    if args.record:
-        record(lines)
+    emit(lines, args.record)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench_common import RESULTS, load_average, record, section_header
+from bench_common import RESULTS, emit, load_average, section_header
 
 from uel_helpers.data import load_dataset, synthetic_dataset, to_rgb
 from uel_helpers.device import pick_device
@@ -95,9 +95,7 @@ def main(argv: list[str] | None = None) -> None:
             *full,
         ]
     lines.append("")
-    print("\n".join(lines))
-    if args.record:
-        record(lines)
+    emit(lines, args.record)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from bench_common import RESULTS, load_average, record, section_header
+from bench_common import RESULTS, emit, load_average, section_header
 
 from uel_helpers.device import pick_device
 from uel_helpers.experiments import DataSpec, format_results, run_matrix
@@ -93,9 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         "```",
         "",
     ]
-    print("\n".join(lines))
-    if args.record:
-        record(lines)
+    emit(lines, args.record)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import sys
 import time
 
 import torch
-from bench_common import RESULTS, load_average, record, section_header
+from bench_common import RESULTS, emit, load_average, section_header
 
 from uel_helpers.data import synthetic_dataset
 from uel_helpers.device import pick_device
@@ -129,9 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     if args.surrogates:
         lines += [*surrogate_table(args, dev), ""]
-    print("\n".join(lines))
-    if args.record:
-        record(lines)
+    emit(lines, args.record)
 
 
 if __name__ == "__main__":

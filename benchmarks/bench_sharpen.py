@@ -25,7 +25,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from bench_common import RESULTS, load_average, record, section_header
+from bench_common import RESULTS, emit, load_average, section_header
 
 from uel_helpers.defenses.sharpen import dct_matrix, sharpen_filter
 from uel_helpers.device import pick_device
@@ -149,9 +149,7 @@ def main(argv: list[str] | None = None) -> None:
         *table,
         "",
     ]
-    print("\n".join(lines))
-    if args.record:
-        record(lines)
+    emit(lines, args.record)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
-from bench_common import RESULTS, load_average, record, section_header
+from bench_common import RESULTS, emit, load_average, section_header
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
@@ -318,9 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.gpu_extras:
         lines += ["GPU extras (ResNet-18 epoch time, FastNet time to plateau) skipped: they need CUDA "
                   f"and the device is {dev.type}.", ""]
-    print("\n".join(lines))
-    if args.record:
-        record(lines)
+    emit(lines, args.record)
 
 
 if __name__ == "__main__":

@@ -122,3 +122,14 @@ def test_matrix_runs_the_later_defenses(data, monkeypatch):
     cells = {(r.attack, r.defense) for r in results}
     assert {("random-noise-classwise", d) for d in ("dvae", "rsk+ff", "projection")} <= cells
     assert all(0.0 <= r.mean <= 1.0 for r in results)
+
+
+def test_summary_reads_the_baseline_the_same_way_as_the_row():
+    """A peak row (early stopping) is shown beside the clean run's peak, not its final accuracy."""
+    clean = Result("none", "none", "d", "p", [0], "final", [[0.9, 0.8]], [[1.0, 0.5]], [[0.5, 0.6]])
+    peak_row = Result("ar", "early-stopping", "d", "p", [0], "peak", [[0.6, 0.3]], [[1.0, 0.5]], [[0.5, 0.9]],
+                      clean=clean)
+    final_row = Result("ar", "none", "d", "p", [0], "final", [[0.6, 0.3]], [[1.0, 0.5]], [[0.5, 0.9]], clean=clean)
+    assert peak_row.summary()["accuracy"] == 0.6 and peak_row.summary()["clean"] == 0.9
+    assert final_row.summary()["accuracy"] == 0.3 and final_row.summary()["clean"] == 0.8
+    assert final_row.summary()["train_acc"] == 0.9 and final_row.summary()["epochs"] == 2

@@ -451,6 +451,15 @@ __all__ += ["accuracy_curves", "loss_curves", "speed_vs_peak", "final_vs_peak"]
 
 # --- notebook 03: D-VAE and rate-constrained VAEs --------------------------------------------------
 
+def _display_row(name: str, images: torch.Tensor, signed: Sequence[str]) -> tuple[np.ndarray, str]:
+    """One row of images for imshow and its label; a row named in `signed` is a perturbation, amplified around
+    mid-gray with its factor in the label."""
+    if name not in signed:
+        return to_display(images), name
+    shown, factor = _amplified(images.detach().float().cpu(), None)
+    return to_display(shown), f"{name}\n×{factor:.3g}, gray = 0"
+
+
 def signed_rows(rows: Mapping[str, torch.Tensor], signed: Sequence[str] = (),
                 column_titles: Sequence[str] | None = None, title: str = "") -> Figure:
     """Rows of the same images (N, C, H, W), one row per name; rows named in `signed` are perturbations.
@@ -472,11 +481,7 @@ def signed_rows(rows: Mapping[str, torch.Tensor], signed: Sequence[str] = (),
         raise ValueError(f"signed_rows: {len(column_titles)} column titles for {n} images")
     fig, axes = plt.subplots(len(rows), n, figsize=(n * 1.05 + 1.2, len(rows) * 1.1 + 0.4), squeeze=False)
     for r, (name, t) in enumerate(rows.items()):
-        label = name
-        if name in signed:
-            t, factor = _amplified(t.detach().float().cpu(), None)
-            label = f"{name}\n×{factor:.3g}, gray = 0"
-        imgs = to_display(t)
+        imgs, label = _display_row(name, t, signed)
         for col in range(n):
             _show(axes[r, col], imgs[col], c)
             if r == 0 and column_titles is not None:
@@ -639,11 +644,7 @@ def demo_figure(rows: Mapping[str, torch.Tensor], curves: Mapping[str, Sequence[
     fig = plt.figure(figsize=(max(11.0, 1.0 * n + 6.5), max(4.2, 1.0 * len(rows) + 1.4)))
     grid = fig.add_gridspec(len(rows), n + 6, wspace=0.15, hspace=0.15)
     for r, (name, t) in enumerate(rows.items()):
-        label = name
-        if name in signed:
-            t, factor = _amplified(t.detach().float().cpu(), None)
-            label = f"{name}\n×{factor:.3g}, gray = 0"
-        imgs = to_display(t)
+        imgs, label = _display_row(name, t, signed)
         for col in range(n):
             ax = fig.add_subplot(grid[r, col])
             _show(ax, imgs[col], c)
