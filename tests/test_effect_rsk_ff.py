@@ -19,6 +19,7 @@ MIN_GAIN = 0.15  # RSK+FF must end at least 15 points above CUDA alone
 # History: with the old whitened 4-epoch judge RSK+FF made CUDA worse (35.35% -> 18.8%): the judge's patch
 # whitening amplified the high frequencies the low-pass removes. The quick judge has no whitening now (the
 # honest-judge issue), so CUDA alone and CUDA + RSK+FF are judged by the same network, the paper's way.
+@pytest.mark.slow  # a strict xfail costs a judge trained to fit (~2 min): `make test-slow`, not CI
 @pytest.mark.xfail(strict=True, reason=(
     "measured 2026-11-30, seed 0, quick judge trained to fit: clean 89.80%, CUDA 37.25%, CUDA + RSK+FF 39.15% "
     "(+1.9 points, the criterion asks +15). The same judge on 200 images per class gave +16.3 (41.65 -> 57.90): at "
