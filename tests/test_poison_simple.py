@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -127,7 +128,8 @@ def test_cuda_mix_normalisation_and_no_perturbation(rgb, gray):
     assert 0 < int(chosen.sum()) < len(rgb)  # some untouched
     assert (part.poisoned.images[chosen] == full.poisoned.images[chosen]).all()
     assert (part.poisoned.images[~chosen] == rgb.images[~chosen]).all()
-    assert (cuda(rgb, seed=0, mix=0.0).poisoned.images == rgb.images).all()
+    with pytest.warns(UserWarning, match="no-op"):  # mix 0 keeps every byte: said, not silent
+        assert (cuda(rgb, seed=0, mix=0.0).poisoned.images == rgb.images).all()
     g = cuda(gray, seed=0)
     assert g.poisoned.images.shape == gray.images.shape
     assert (g.poisoned.images.reshape(len(gray), -1).amax(1) == 255).all()
@@ -137,7 +139,8 @@ def test_cuda_mix_normalisation_and_no_perturbation(rgb, gray):
 
 def test_cuda_edge_cases():
     black = ImageSet(torch.zeros(2, 3, 8, 8, dtype=torch.uint8), torch.tensor([0, 1]), ["a", "b"])
-    assert (cuda(black).poisoned.images == 0).all()  # 0 / 0 avoided: a black image stays black
+    with pytest.warns(UserWarning, match="no-op"):
+        assert (cuda(black).poisoned.images == 0).all()  # 0 / 0 avoided: a black image stays black
     with pytest.raises(ValueError):
         cuda(black, mix=1.5)
     with pytest.raises(ValueError):
@@ -385,3 +388,13 @@ def test_shapes_with_100_classes(fn, channels, size):
         assert p.perturbation.shape[1:] == ds.images.shape[1:]
         assert p.perturbation.shape[0] in (100, len(ds))
     assert torch.equal(fn(ds, seed=0).poisoned.images, p.poisoned.images)  # deterministic
+
+
+def test_a_budget_below_one_grey_level_warns_that_the_poison_is_a_no_op():
+    ds = synthetic_dataset(n_per_class=2, num_classes=3, channels=1, size=8, seed=0)
+    with pytest.warns(UserWarning, match="no-op"):
+        p = make_poison("random-noise-samplewise", ds, eps=0.49 / 255, cache=False)
+    assert torch.equal(p.poisoned.images, ds.images)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_poison("random-noise-samplewise", ds, eps=8 / 255, cache=False)

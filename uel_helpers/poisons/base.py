@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,9 +149,21 @@ def poison_from_delta(
         d = delta[clean.labels[start:stop]] if classwise else delta[start:stop]
         x = clean.images[start:stop].float().div_(255.0).add_(d).clamp_(0.0, 1.0)
         images[start:stop] = quantize(x, rounding)
+    _warn_if_unchanged(attack, clean, images, params)
     poisoned = clean.with_images(images, name=f"{clean.name}+{attack}", attack=attack)
     return Poison(attack, poisoned, delta, dict(params), int(seed), dataset_fingerprint(clean), rounding,
                   dict(info or {}))
+
+
+def _warn_if_unchanged(attack: str, clean: ImageSet, images: torch.Tensor, params: dict) -> None:
+    """A poison whose stored bytes equal the clean set's is a silent no-op: say so (e.g. eps*255 < 0.5 rounds
+    every change away)."""
+    if torch.equal(images, clean.images):
+        eps = params.get("eps")
+        why = (f"eps = {eps:.4g} is {255 * eps:.2f} grey levels, below the 0.5 that survives rounding to uint8"
+               if isinstance(eps, float) and 255 * eps < 0.5 else "every change was clipped or rounded away")
+        warnings.warn(f"{attack}: the poisoned images are byte for byte the clean ones ({why}); the poison is a "
+                      "no-op. Use a larger eps (e.g. 8/255).", UserWarning, stacklevel=3)
 
 
 def poison_from_images(
@@ -158,6 +171,7 @@ def poison_from_images(
     perturbation: torch.Tensor | None = None, rounding: str = "round", info: dict | None = None,
 ) -> Poison:
     """Build a Poison from already-quantised uint8 images (non-additive attacks such as CUDA)."""
+    _warn_if_unchanged(attack, clean, images, params)
     poisoned = clean.with_images(images, name=f"{clean.name}+{attack}", attack=attack)
     return Poison(attack, poisoned, perturbation, dict(params), int(seed), dataset_fingerprint(clean), rounding,
                   dict(info or {}))
