@@ -261,13 +261,13 @@ if train_judges:
 # of the earlier, whitened 4-epoch judge was removed from this notebook: that judge let sample-wise noise
 # halve its accuracy, so it could not tell a poison from any perturbation.
 #
-# | training set | RGB view | 1-channel view | training accuracy at the end (RGB) |
+# | training set | RGB view | 1-channel view | training accuracy at the end (RGB / 1-channel) |
 # |---|---|---|---|
-# | clean | 89.8 | ONECH_CLEAN | 91.1 |
-# | random noise, sample-wise (control) | 89.9 | ONECH_CONTROL | 90.5 |
-# | AR L2 1 (released processes; 1-channel: found) | 68.8 | ONECH_AR | 96.0 |
-# | EM sample-wise | 74.0 | — | 92.4 |
-# | CUDA | 37.3 | ONECH_CUDA | 99.1 |
+# | clean | 89.8 | 89.8 | 91.1 / 91.1 |
+# | random noise, sample-wise (control) | 89.9 | 88.9 | 90.5 / 91.0 |
+# | AR L2 1 (released processes; 1-channel: found) | 68.8 | 73.2 | 96.0 / 98.7 |
+# | EM sample-wise | 74.0 | — | 92.4 / — |
+# | CUDA | 37.3 | 40.6 | 99.1 / 99.2 |
 # | AR L∞, EM class-wise, TAP, class-wise noise, regions, LSP, OPS | — | — | — |
 #
 # The effect tests' criterion, fixed before this judge measured any poison: a poison must remove at least a
@@ -275,13 +275,14 @@ if train_judges:
 #
 # How to read it, honestly:
 #
-# 1. **The judge is valid**: the control costs nothing (89.9% vs 89.8%), so what a poison costs is its
-#    class structure, not the presence of noise.
-# 2. **CUDA bites** (37.3%, 52 points below clean). **AR and EM do not reach the criterion** at this scale:
-#    AR costs 21 points, EM 16. The papers report ~12% (AR) and ~21% (EM) on CIFAR-10 with ResNet-18 after
+# 1. **The judge is valid** on both views: the control costs at most a point (RGB 89.9% vs 89.8%, 1-channel
+#    88.9% vs 89.8%), so what a poison costs is its class structure, not the presence of noise.
+# 2. **CUDA bites** on both views (37.3% RGB, 40.6% 1-channel; ~50 points below clean). **AR and EM do not reach
+#    the criterion** at this scale: AR costs 21 points on RGB and 17 on 1-channel (found processes, fitted to
+#    98.7% training accuracy), EM 16. The papers report ~12% (AR) and ~21% (EM) on CIFAR-10 with ResNet-18 after
 #    60-200 epochs, when the victim has fitted the poisoned set (~100% training accuracy). Our judge stops
-#    at its 24-epoch cap with AR at 96% training accuracy: it has not finished learning the shortcut, and the
-#    garment is easy to learn at the same time. EM's noise is crafted at `quick` against a small whitened
+#    at its 24-epoch cap with AR at 96% training accuracy on RGB, but on the 1-channel view it fits AR's set
+#    almost fully (98.7%) and still reaches 73%: at this scale the garments are learned beside the shortcut. EM's noise is crafted at `quick` against a small whitened
 #    FastNet surrogate; whether that is why it costs this ResNet only 16 points we have not tested (exercise 5).
 # 3. **Which view is closer to the papers?** The RGB view: the papers' poisons are crafted for 3-channel
 #    images and AR's released processes are RGB; on the 1-channel view AR needs new processes found by us
