@@ -27,9 +27,9 @@ test: $(STAMP)
 	$(BIN)/ruff check uel_helpers tests notebooks benchmarks
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m "not slow"
 
-# Tests that do not fit CI's 30-minute budget: the effect tests whose judges (each trained to fit, ~2 min) or
-# surrogates/VAEs cost too much for CI: TAP, class-wise EM, AR L-inf, class-wise noise, regions, LSP, OPS,
-# projection, DFR, D-VAE on AR and on EM.
+# Tests that do not fit CI's 30-minute budget or sit near their criterion: the effect tests whose judges (each
+# trained to fit, ~2 min) or surrogates/VAEs cost too much for CI: AR, AR L-inf, EM, TAP, class-wise noise,
+# regions, LSP, OPS, AR + JPEG, EM + grayscale, CUDA + RSK+FF, projection, DFR, D-VAE on AR and on EM.
 test-slow: $(STAMP)
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m slow
 

@@ -21,7 +21,9 @@ EM_NOTE = ("measured 2026-11-30, seed 0: EM sample-wise costs this judge only 15
            "under the 20 points this test needs before a recovery means anything; grayscale gives back 91% of it "
            "(88.40%)")
 CASES = [  # (attack, its parameters, defense): the pairs where ISS and APBench report a large recovery
-    ("ar", {}, "jpeg"),
+    # AR costs this judge 21 points with seed 0, just above the 20 this test needs first (3-seed mean 28 ± 7): one
+    # seed on another torch build can fall under it, so it runs in `make test-slow`, not CI.
+    pytest.param("ar", {}, "jpeg", marks=pytest.mark.slow),
     # EM's surrogate + two judges do not fit CI's budget: `make test-slow`
     pytest.param("em-samplewise", {"profile": "quick"}, "grayscale",
                  marks=[pytest.mark.xfail(strict=True, reason=EM_NOTE), pytest.mark.slow]),
