@@ -27,7 +27,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 DEMO_ATTACK = "cuda"  # the attack whose effect shows most clearly offline with the honest judge (README: measured)
 DEMO_DEFENSES = ("rsk+ff",)  # the defense its paper proposes against it; every defense tried is shown
 DEMO_CONTROL = "random-noise-samplewise"  # the judge's control: noise without class structure, same budget
-DEMO_N_PER_CLASS = {"smoke": 20, "quick": 150}  # quick: ~3 minutes on 2 CPU cores (benchmarks/RESULTS.md)
+DEMO_N_PER_CLASS = {"smoke": 20, "quick": 150}  # quick: 216 s on 2 quiet CPU cores (benchmarks/RESULTS.md, bench_demo)
 
 
 def _demo_rows(train_set, poison, defended_sets: dict, n: int = 6) -> dict:
