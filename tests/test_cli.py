@@ -58,3 +58,8 @@ def test_demo_figure_has_its_panels():
 def test_demo_bad_dataset_is_a_clear_error(tmp_path, capsys):
     assert main(["demo", "--dataset", "nope", "--profile", "smoke", "--out", str(tmp_path)]) == 2
     assert "unknown dataset 'nope'" in capsys.readouterr().err
+
+
+def test_demo_rejects_a_non_positive_test_size(tmp_path, capsys):
+    assert main(["demo", "--max-test", "0", "--profile", "smoke", "--dataset", "digits", "--out", str(tmp_path)]) == 2
+    assert "--max-test: expected a positive number" in capsys.readouterr().err
