@@ -15,7 +15,7 @@ COLAB_PINS := torch==2.11.0 torchvision==0.26.0 numpy==2.1.3 ipywidgets==7.7.1 i
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,attribution]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -41,7 +41,7 @@ test-fast: $(STAMP)
 test-colab:
 	test -x $(COLAB_VENV)/bin/python || $(PYTHON313) -m venv $(COLAB_VENV)
 	$(COLAB_VENV)/bin/python -m pip install -q --upgrade pip
-	$(COLAB_VENV)/bin/python -m pip install -q $(COLAB_PINS) -e ".[dev]" "jupyterlab_widgets==1.1.1"
+	$(COLAB_VENV)/bin/python -m pip install -q $(COLAB_PINS) -e ".[dev,attribution]" "jupyterlab_widgets==1.1.1"
 	$(COLAB_VENV)/bin/python -c "import ipywidgets, torch; assert ipywidgets.__version__ == '7.7.1', ipywidgets.__version__; print('torch', torch.__version__, 'ipywidgets', ipywidgets.__version__)"
 	TQDM_DISABLE=1 $(COLAB_VENV)/bin/python -m pytest -q -m "not effect and not slow and not notebook" -p no:cacheprovider
 	TQDM_DISABLE=1 $(COLAB_VENV)/bin/python -m pytest -q -m notebook -k "00_ or 01_" -p no:cacheprovider
@@ -50,7 +50,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check uel_helpers tests notebooks benchmarks
 
 lab: $(STAMP)
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,lab]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,attribution,lab]"
 	$(BIN)/jupyter lab notebooks/
 
 # Regenerate every notebooks/*.ipynb from its py:percent source (the source of truth).

@@ -182,6 +182,73 @@ class SmallCNN(nn.Module):
         return self.head(self.features(x))
 
 
+class TinyCNN(nn.Module):
+    """A stride-2 stem, then conv(2w) -> pool -> conv(4w) -> global pool -> linear (w = 16: 25 k parameters).
+    About 15x fewer multiply-adds than SmallCNN on 28x28 images: the quick counterfactual retraining, which trains
+    hundreds of times (papers/06 §3; benchmarks/RESULTS.md, bench_attribution)."""
+
+    def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16) -> None:
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, w, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+            nn.Conv2d(w, 2 * w, 3, padding=1, bias=False), nn.BatchNorm2d(2 * w), nn.ReLU(inplace=True),
+            nn.MaxPool2d(2, ceil_mode=True),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1, bias=False), nn.BatchNorm2d(4 * w), nn.ReLU(inplace=True),
+        )
+        self.head = nn.Linear(4 * w, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(F.adaptive_avg_pool2d(self.body(x), 1), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+# --- ResNet-9: the counterfactual-retraining net of the data-attribution paper -------------------------
+
+
+def conv_bn(c_in: int, c_out: int, kernel: int = 3, stride: int = 1, padding: int = 1) -> nn.Sequential:
+    """Conv (no bias) -> BatchNorm -> ReLU, the unit of ResNet-9."""
+    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, padding, bias=False), nn.BatchNorm2d(c_out),
+                         nn.ReLU(inplace=True))
+
+
+class Residual(nn.Module):
+    """x + f(x)."""
+
+    def __init__(self, body: nn.Module) -> None:
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResNet9(nn.Module):
+    """The retraining net of "A Simple and Efficient Baseline for Data Attribution on Images" (papers/06 §3.3):
+    conv_bn(c->64) -> conv_bn(64->128, k5, s2, p2) -> Residual(2x conv_bn 128) -> conv_bn(128->256) -> MaxPool2
+    -> Residual(2x conv_bn 256) -> conv_bn(256->128, k3, p0) -> AdaptiveMaxPool(1) -> Linear(128, classes, no bias)
+    -> x 0.2. Input: N x c x H x W floats, H, W >= 12 (the unpadded last conv needs a 3x3 map)."""
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 10) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            conv_bn(in_channels, 64), conv_bn(64, 128, kernel=5, stride=2, padding=2),
+            Residual(nn.Sequential(conv_bn(128, 128), conv_bn(128, 128))),
+            conv_bn(128, 256), nn.MaxPool2d(2),
+            Residual(nn.Sequential(conv_bn(256, 256), conv_bn(256, 256))),
+            conv_bn(256, 128, kernel=3, padding=0), nn.AdaptiveMaxPool2d(1),
+        )
+        self.linear = nn.Linear(128, num_classes, bias=False)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.flatten(self.body(x), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.features(x)) * 0.2
+
+
 # --- the registry -----------------------------------------------------------------------------------
 
 # name -> (constructor(in_channels, num_classes), smallest image side it supports, what it is)
@@ -192,6 +259,8 @@ MODELS: dict[str, tuple[Callable[[int, int], nn.Module], int, str]] = {
     "fastnet-small": (lambda c, k: FastNet(c, k, widths=(32, 64, 128)), 16,
                       "airbench94-style fast net, widths 32/64/128 (CPU judge)"),
     "smallcnn": (lambda c, k: SmallCNN(c, k), 4, "small 3-conv CNN for CPU and tiny images"),
+    "tinycnn": (lambda c, k: TinyCNN(c, k), 4, "stride-2 3-conv CNN: the quick counterfactual retraining"),
+    "resnet9": (lambda c, k: ResNet9(c, k), 12, "ResNet-9 of the data-attribution paper's counterfactual retraining"),
 }
 
 

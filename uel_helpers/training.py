@@ -157,6 +157,17 @@ PROTOCOLS: dict[str, Protocol] = {
     # at most 24 epochs (the papers' victims reach ~100% training accuracy; benchmarks/RESULTS.md: ~2 min on 2 cores).
     "quick": Protocol("quick", "resnet10-w16", epochs=24, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4,
                       schedule="fit", fit_acc=0.99, fit_extra=8, lr_end=0.0, crop_padding=4),
+    # Counterfactual retraining of the data-attribution paper (papers/06 §3.3): ResNet-9, SGD lr 0.5 momentum 0.9
+    # wd 5e-4, batch 512, 24 epochs, lr 0 -> 1 at epoch 5 -> 0 at 24 (per step), label smoothing 0.1, flip +
+    # translate 2 + cutout 8. Differences, stated: our cutout fills 0 (the reference fills the mean) and an epoch is
+    # n // 512 steps of the remaining set (the reference keeps 50000 // 512 steps after removals).
+    "resnet9-cf": Protocol("resnet9-cf", "resnet9", epochs=24, batch_size=512, lr=0.5, momentum=0.9,
+                           weight_decay=5e-4, schedule="onecycle", warmup=5 / 24, lr_start=0.0, lr_end=0.0,
+                           crop_padding=2, cutout=8, label_smoothing=0.1),
+    # The same recipe at CPU size for the quick counterfactuals: a tiny CNN, batch 128, 12 epochs (warm-up 2.5).
+    "cf-quick": Protocol("cf-quick", "tinycnn", epochs=12, batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
+                         weight_decay=5e-4, schedule="onecycle", warmup=5 / 24, lr_start=0.0, lr_end=0.0,
+                         crop_padding=2, label_smoothing=0.1),
     # Seconds: what CI runs in every notebook. Says nothing about accuracy.
     "smoke": Protocol("smoke", "smallcnn", epochs=2, batch_size=64, lr=0.05, nesterov=True, weight_decay=5e-4,
                       schedule="constant", crop_padding=2, max_train=512, max_test=512),

@@ -1,0 +1,23 @@
+"""Data attribution with self-supervised features (papers/06: Singla et al., "A Simple and Efficient Baseline
+for Data Attribution on Images").
+
+    backbone        SimCLR / MoCo v2 trained on the training set (lightly), features, kNN monitor
+    scores          esvm / l2knn (and the cosine variant) top-k per test image, label conditioning, random floor
+    counterfactual  removal and mislabel support: bisection over the top-k, vote of n retrained models, cached
+    trak_baseline   TRAK through MadryLab's `traker`, converted to the same top-k lists
+"""
+
+from .backbone import (SSL_METHODS, SSL_PROFILES, Encoder, SSLBackbone, SSLConfig, extract_features, knn_accuracy,
+                       ssl_config_for_profile, train_ssl)
+from .counterfactual import (CF_PROFILES, SUPPORT_KINDS, Counterfactual, SupportResult, binary_search_support,
+                             evaluate_support, support_table)
+from .scores import METHODS, Attribution, attribute, candidates_for, from_score_matrix, random_attribution
+from .trak_baseline import TrakSettings, train_checkpoints, trak_attribution
+
+__all__ = [
+    "SSL_METHODS", "SSL_PROFILES", "Encoder", "SSLBackbone", "SSLConfig", "extract_features", "knn_accuracy",
+    "ssl_config_for_profile", "train_ssl", "CF_PROFILES", "SUPPORT_KINDS", "Counterfactual", "SupportResult",
+    "binary_search_support", "evaluate_support", "support_table", "METHODS", "Attribution", "attribute",
+    "candidates_for", "from_score_matrix", "random_attribution", "TrakSettings", "train_checkpoints",
+    "trak_attribution",
+]

@@ -1,0 +1,427 @@
+"""Self-supervised backbones (SimCLR, MoCo v2) trained on the training set itself, and their features.
+
+The attribution paper (papers/06 §1) trains its SSL models with Lightly's CIFAR-10 benchmark code; we use the
+`lightly` library for what it does there (losses, projection heads, the MoCo memory bank and momentum update, the
+SimCLR two-view augmentation) and keep the training loop ours: cached by configuration, checkpointed every epoch
+and resumed, a progress bar, mixed precision on CUDA, and a kNN monitor (k = 200, t = 0.1) per epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..cache import atomic_write, cache_path, tensor_fingerprint
+from ..data import ImageSet, decode_images
+from ..device import autocast, pick_device, seed_everything
+from ..models import build_model
+from ..profiles import resolve_profile
+from ..progress import progress
+from ..training import Normalize, channel_stats
+
+SSL_METHODS = ("simclr", "moco")
+BACKBONE_FORMAT = 1  # bump when the checkpoint layout changes
+
+
+def _lightly():
+    try:
+        import lightly  # noqa: F401
+        from lightly.loss import NTXentLoss
+        from lightly.models.modules import MoCoProjectionHead, SimCLRProjectionHead
+        from lightly.models.utils import update_momentum
+        from lightly.transforms import SimCLRTransform
+        from lightly.utils.benchmarking import knn_predict
+    except ImportError as err:
+        raise ImportError("SSL backbones need the `lightly` library: pip install 'uel_helpers[attribution]' "
+                          "(or pip install lightly)") from err
+    return dict(NTXentLoss=NTXentLoss, MoCoProjectionHead=MoCoProjectionHead,
+                SimCLRProjectionHead=SimCLRProjectionHead, update_momentum=update_momentum,
+                SimCLRTransform=SimCLRTransform, knn_predict=knn_predict)
+
+
+@dataclass(frozen=True)
+class SSLConfig:
+    """How an SSL backbone is trained. Defaults: the paper's (papers/06 §1): MoCo v2 on a CIFAR ResNet-18, batch 512,
+    SGD lr 6e-2 x batch/128, momentum 0.9, wd 5e-4, cosine schedule; MoCo memory bank 4096, temperature 0.1,
+    momentum 0.99, symmetric loss; SimCLR's temperature is lightly's default 0.5; kNN monitor k = 200, t = 0.1;
+    Lightly's SimCLR augmentation without blur. The reference trains 800 epochs (~10-13 A6000-hours); our `paper`
+    profile offers 200."""
+
+    method: str = "moco"
+    arch: str = "resnet18"          # a name of models.MODELS with a `features` method
+    epochs: int = 200
+    batch_size: int = 512
+    lr: float | None = None         # None: 6e-2 * batch_size / 128
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    temperature: float | None = None  # None: 0.1 (MoCo), 0.5 (SimCLR)
+    memory_bank: int = 4096         # MoCo negatives kept (must be < the number of training images)
+    ema_momentum: float = 0.99      # MoCo key-encoder momentum
+    proj_dim: int = 128
+    min_scale: float = 0.08         # RandomResizedCrop's smallest area (lightly's SimCLR default)
+    knn_k: int = 200
+    knn_t: float = 0.1
+    num_workers: int = 0            # DataLoader workers for the per-image augmentation
+
+    def __post_init__(self) -> None:
+        if self.method not in SSL_METHODS:
+            raise ValueError(f"SSLConfig.method: expected one of {SSL_METHODS}, got {self.method!r}")
+        for what in ("epochs", "batch_size", "memory_bank", "proj_dim", "knn_k", "num_workers"):
+            value = getattr(self, what)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if what == "num_workers" else 1):
+                raise ValueError(f"SSLConfig.{what}: expected a positive int, got {value!r}")
+        if self.batch_size < 2:
+            raise ValueError(f"SSLConfig.batch_size: contrastive losses need >= 2 images per batch, "
+                             f"got {self.batch_size}")
+        for what in ("momentum", "weight_decay", "ema_momentum", "min_scale", "knn_t"):
+            value = getattr(self, what)
+            if not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise ValueError(f"SSLConfig.{what}: expected a finite number, got {value!r}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"SSLConfig.lr: expected a positive number or None, got {self.lr!r}")
+
+    @property
+    def base_lr(self) -> float:
+        return self.lr if self.lr is not None else 6e-2 * self.batch_size / 128
+
+    @property
+    def tau(self) -> float:
+        return self.temperature if self.temperature is not None else (0.1 if self.method == "moco" else 0.5)
+
+    def with_(self, **changes) -> SSLConfig:
+        return replace(self, **changes)
+
+
+# Profiles (DESIGN.md): smoke = seconds; quick = 2 CPU cores, minutes; paper = the reference's recipe at 200 epochs.
+SSL_PROFILES: dict[str, SSLConfig] = {
+    "smoke": SSLConfig(method="moco", arch="tinycnn", epochs=2, batch_size=64, memory_bank=128),
+    "quick": SSLConfig(method="moco", arch="resnet10-w16", epochs=30, batch_size=128, memory_bank=1024),
+    "paper": SSLConfig(method="moco", arch="resnet18", epochs=200, batch_size=512, memory_bank=4096, num_workers=4),
+}
+
+
+def ssl_config_for_profile(profile: str | None = None, **overrides) -> SSLConfig:
+    """The SSL configuration of a profile (smoke / quick / paper), with optional overrides."""
+    cfg = SSL_PROFILES[resolve_profile(profile)]
+    return cfg.with_(**overrides) if overrides else cfg
+
+
+class Encoder(nn.Module):
+    """Images in [0, 1] (N x C x H x W floats) -> pooled backbone features (N x D), standardised inside."""
+
+    def __init__(self, net: nn.Module, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        if not hasattr(net, "features"):
+            raise TypeError(f"the SSL backbone needs a model with a `features` method, got {type(net).__name__}")
+        self.normalize = Normalize(mean, std)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(self.normalize(x))
+
+
+@dataclass
+class SSLHistory:
+    loss: list[float] = field(default_factory=list)
+    knn_acc: list[float] = field(default_factory=list)   # kNN accuracy on the monitor set, per epoch (empty: none)
+    seconds: list[float] = field(default_factory=list)
+
+
+@dataclass
+class SSLBackbone:
+    """A trained SSL encoder, what it was trained with (config, data fingerprint, seed), and its curves."""
+
+    encoder: Encoder
+    config: SSLConfig
+    data_fingerprint: str
+    seed: int
+    history: SSLHistory
+
+    def identity(self) -> dict:
+        return {"config": asdict(self.config), "data": self.data_fingerprint, "seed": self.seed,
+                "format": BACKBONE_FORMAT}
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        mean, std = self.encoder.normalize.mean.reshape(-1), self.encoder.normalize.std.reshape(-1)
+        payload = {"identity": self.identity(), "state": self.encoder.state_dict(), "mean": mean, "std": std,
+                   "channels": int(mean.numel()), "history": asdict(self.history)}
+        return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+    @classmethod
+    def load(cls, path: str | Path, config: SSLConfig | None = None, train_set: ImageSet | None = None,
+             seed: int | None = None, num_classes: int = 10) -> SSLBackbone:
+        """Load a saved backbone; when `config`, `train_set` or `seed` is given it must be what the file was trained
+        with, else ValueError listing what differs (a checkpoint of another configuration is never used silently).
+        """
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no backbone checkpoint at {path}; train one with train_ssl(...)")
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        ident = payload.get("identity", {})
+        _check_identity(ident, config, train_set, seed, str(path))
+        cfg = SSLConfig(**ident["config"])
+        mean, std = payload["mean"], payload["std"]
+        net = build_model(cfg.arch, payload["channels"], num_classes, 32)
+        encoder = Encoder(net, mean, std)
+        encoder.load_state_dict(payload["state"])
+        hist = SSLHistory(**payload.get("history", {}))
+        return cls(encoder.eval(), cfg, ident["data"], ident["seed"], hist)
+
+
+def _check_identity(ident: dict, config: SSLConfig | None, train_set: ImageSet | None, seed: int | None,
+                    where: str) -> None:
+    if ident.get("format") != BACKBONE_FORMAT:
+        raise ValueError(f"{where}: not a backbone checkpoint of this version (format {ident.get('format')!r}, "
+                         f"expected {BACKBONE_FORMAT}); retrain it with train_ssl(...)")
+    wrong = []
+    if config is not None:
+        stored = ident["config"]
+        wrong += [f"config.{k}: file {stored.get(k)!r}, asked {v!r}" for k, v in asdict(config).items()
+                  if stored.get(k) != v]
+    if train_set is not None and ident["data"] != tensor_fingerprint(train_set.images):
+        wrong.append(f"training images: file {ident['data']}, asked {tensor_fingerprint(train_set.images)}")
+    if seed is not None and ident["seed"] != seed:
+        wrong.append(f"seed: file {ident['seed']}, asked {seed}")
+    if wrong:
+        raise ValueError(f"{where} is a backbone of another configuration ({'; '.join(wrong)}); train one for this "
+                         f"configuration with train_ssl(...) or load it without the mismatching argument")
+
+
+class _TwoViews(torch.utils.data.Dataset):
+    """Each training image (uint8 tensor) as two augmented views by lightly's SimCLR transform (PIL, per image)."""
+
+    def __init__(self, images_u8: torch.Tensor, transform) -> None:
+        self.images = images_u8
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        img = self.images[i].permute(1, 2, 0).numpy()
+        pil = Image.fromarray(img[..., 0] if img.shape[2] == 1 else img)
+        v1, v2 = self.transform(pil)
+        return v1, v2
+
+
+def two_view_transform(config: SSLConfig, size: int):
+    """Lightly's SimCLR augmentation at the images' size, no blur, no normalisation (the encoder standardises)."""
+    return _lightly()["SimCLRTransform"](input_size=size, gaussian_blur=0.0, min_scale=config.min_scale,
+                                         normalize=None)
+
+
+@torch.no_grad()
+def extract_features(encoder: nn.Module, images: ImageSet | torch.Tensor, batch_size: int = 512,
+                     device: str | torch.device | None = "auto") -> torch.Tensor:
+    """Features of every image without augmentation: float32 (N, D) on the CPU.
+
+    images: an ImageSet or a uint8 tensor (N, C, H, W) in 0..255.
+    """
+    x_all = images.images if isinstance(images, ImageSet) else images
+    meta = images.meta if isinstance(images, ImageSet) else None
+    if not isinstance(x_all, torch.Tensor) or x_all.dtype != torch.uint8 or x_all.ndim != 4:
+        raise TypeError("extract_features: images must be an ImageSet or a uint8 tensor (N, C, H, W)")
+    dev = pick_device(device)
+    was_training = encoder.training
+    encoder.eval().to(dev)
+    out = []
+    for xb in x_all.split(batch_size):
+        with autocast(dev):
+            out.append(encoder(decode_images(xb.to(dev), meta)).float().cpu())
+    encoder.train(was_training)
+    return torch.cat(out) if out else torch.zeros(0, 0)
+
+
+def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                 test_labels: torch.Tensor, k: int = 200, t: float = 0.1) -> float:
+    """Weighted kNN accuracy in [0, 1] on L2-normalised features (the SSL monitor, papers/06 §1: k = 200, t = 0.1),
+    computed with lightly's `knn_predict`."""
+    knn_predict = _lightly()["knn_predict"]
+    bank = F.normalize(train_features.float(), dim=1).t().contiguous()
+    k = min(k, train_features.shape[0])
+    correct = 0
+    num_classes = int(max(train_labels.max(), test_labels.max())) + 1
+    for fb, yb in zip(test_features.split(1024), test_labels.split(1024), strict=True):
+        pred = knn_predict(F.normalize(fb.float(), dim=1), bank, train_labels, num_classes, k, t)
+        correct += int((pred[:, 0] == yb).sum())
+    return correct / max(1, len(test_labels))
+
+
+def _build_heads(config: SSLConfig, feat_dim: int):
+    lib = _lightly()
+    if config.method == "moco":
+        head = lib["MoCoProjectionHead"](feat_dim, feat_dim, config.proj_dim)
+        loss = lib["NTXentLoss"](temperature=config.tau, memory_bank_size=(config.memory_bank, config.proj_dim))
+    else:
+        head = lib["SimCLRProjectionHead"](feat_dim, feat_dim, config.proj_dim)
+        loss = lib["NTXentLoss"](temperature=config.tau)
+    return head, loss
+
+
+def _set_buffers(module: nn.Module, buffers: dict) -> None:
+    """Restore buffers by name, persistent or not (lightly's MoCo memory bank is a non-persistent buffer, so
+    `state_dict` would drop it and a resumed run would start from a random bank)."""
+    for name, value in buffers.items():
+        owner_name, _, leaf = name.rpartition(".")
+        owner = module.get_submodule(owner_name) if owner_name else module
+        setattr(owner, leaf, value.to(getattr(owner, leaf).device))
+
+
+def backbone_path(train_set: ImageSet, config: SSLConfig, seed: int, root: str | Path | None = None) -> Path:
+    """Where `train_ssl` keeps the backbone of this (training set, configuration, seed)."""
+    key = {"kind": "ssl-backbone", "config": asdict(config), "data": tensor_fingerprint(train_set.images),
+           "seed": seed, "format": BACKBONE_FORMAT}
+    return cache_path("ssl-backbones", key, ".pt", root)
+
+
+def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: ImageSet | None = None,
+              seed: int = 0, device: str | torch.device | None = "auto", quiet: bool = False, cache: bool = True,
+              cache_root: str | Path | None = None) -> SSLBackbone:
+    """Train a SimCLR or MoCo v2 backbone on `train_set`'s images (labels unused), or load it from the cache.
+
+    monitor: a labelled set for the kNN monitor (features of `train_set` as the bank); None = no monitor.
+    Checkpointed after every epoch beside the cached file (`<hash>.partial.pt`): an interrupted run resumes there.
+    Raises ValueError for a MoCo memory bank not smaller than the training set or images too small for the arch.
+    """
+    config = config or ssl_config_for_profile(None)
+    if not isinstance(train_set, ImageSet):
+        raise TypeError(f"train_ssl: train_set must be an ImageSet, got {type(train_set).__name__}")
+    n = len(train_set)
+    if config.method == "moco" and config.memory_bank >= n:
+        raise ValueError(f"SSLConfig.memory_bank: {config.memory_bank} negatives need more than that many training "
+                         f"images, got {n}; use memory_bank < {n} (e.g. config.with_(memory_bank={max(1, n // 2)}))")
+    if config.batch_size > n:
+        raise ValueError(f"SSLConfig.batch_size: {config.batch_size} is larger than the training set ({n} images)")
+    path = backbone_path(train_set, config, seed, cache_root)
+    if cache and path.exists():
+        try:
+            return SSLBackbone.load(path, config, train_set, seed, train_set.num_classes)
+        except (ValueError, RuntimeError, OSError, KeyError) as err:
+            import warnings
+
+            warnings.warn(f"cached backbone {path} could not be used ({err}); retraining it", stacklevel=2)
+    lib = _lightly()
+    dev = pick_device(device)
+    seed_everything(seed)
+    c, h, w = train_set.shape
+    mean, std = channel_stats(train_set.images)
+    net = build_model(config.arch, c, train_set.num_classes, (h, w))
+    encoder = Encoder(net, mean, std)
+    feat_dim = int(encoder(torch.zeros(2, c, h, w)).shape[1])
+    head, criterion = _build_heads(config, feat_dim)
+    encoder, head, criterion = encoder.to(dev), head.to(dev), criterion.to(dev)
+    key_encoder = key_head = None
+    if config.method == "moco":
+        key_encoder, key_head = copy.deepcopy(encoder), copy.deepcopy(head)
+        for p in [*key_encoder.parameters(), *key_head.parameters()]:
+            p.requires_grad_(False)
+    params = [*encoder.parameters(), *head.parameters()]
+    opt = torch.optim.SGD(params, lr=config.base_lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+    hist = SSLHistory()
+    start_epoch = 0
+    partial = path.with_suffix(".partial.pt")
+    if cache and partial.exists():
+        try:
+            state = torch.load(partial, map_location=dev, weights_only=False)
+            _check_identity(state["identity"], config, train_set, seed, str(partial))
+            encoder.load_state_dict(state["encoder"])
+            head.load_state_dict(state["head"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            if key_encoder is not None:
+                key_encoder.load_state_dict(state["key_encoder"])
+                key_head.load_state_dict(state["key_head"])
+            _set_buffers(criterion, state["criterion"])
+            hist = SSLHistory(**state["history"])
+            start_epoch = state["epoch"]
+            torch.set_rng_state(state["rng"])
+        except Exception as err:  # a checkpoint of another run or a torn file: start over, loudly
+            import warnings
+
+            warnings.warn(f"ignoring the checkpoint {partial} ({err}); training from epoch 0", stacklevel=2)
+            start_epoch = 0
+    loader_gen = torch.Generator().manual_seed(seed)
+    views = _TwoViews(train_set.images, two_view_transform(config, min(h, w)))
+    loader = torch.utils.data.DataLoader(views, batch_size=config.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=config.num_workers, generator=loader_gen,
+                                         persistent_workers=config.num_workers > 0)
+    use_scaler = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
+    ident = SSLBackbone(encoder, config, tensor_fingerprint(train_set.images), seed, hist).identity()
+    bar = progress(total=config.epochs, initial=start_epoch, desc=f"SSL {config.method} ({config.arch})",
+                   unit="epoch", quiet=quiet, leave=True)
+    steps_per_epoch = len(loader)
+    for epoch in range(start_epoch, config.epochs):
+        t0 = time.perf_counter()
+        encoder.train()
+        head.train()
+        total, seen = 0.0, 0
+        loader_gen.manual_seed(seed * 100_003 + epoch)  # each epoch's order is its own: a resumed run repeats it
+        for step, (v1, v2) in enumerate(loader):
+            v1, v2 = v1.to(dev, non_blocking=True), v2.to(dev, non_blocking=True)
+            if key_encoder is not None:  # MoCo v2: cosine-ramped momentum update of the key encoder (lightly)
+                m = 1 - (1 - config.ema_momentum) * (math.cos(math.pi * (epoch * steps_per_epoch + step) /
+                                                              (config.epochs * steps_per_epoch)) + 1) / 2
+                lib["update_momentum"](encoder, key_encoder, m)
+                lib["update_momentum"](head, key_head, m)
+            with autocast(dev):
+                q1, q2 = head(encoder(v1)), head(encoder(v2))
+                if key_encoder is not None:
+                    with torch.no_grad():
+                        k1, k2 = key_head(key_encoder(v1)), key_head(key_encoder(v2))
+                    # symmetric loss (papers/06 §1): each view's query against the other view's key
+                    loss = 0.5 * (criterion(q1.float(), k2.float()) + criterion(q2.float(), k1.float()))
+                else:
+                    loss = criterion(q1.float(), q2.float())
+            opt.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
+            total += float(loss.detach()) * len(v1)
+            seen += len(v1)
+        sched.step()
+        hist.loss.append(total / max(1, seen))
+        if not math.isfinite(hist.loss[-1]):
+            bar.close()
+            raise FloatingPointError(f"SSL training diverged at epoch {epoch + 1} (loss {hist.loss[-1]}); lower "
+                                     f"SSLConfig.lr (now {config.base_lr})")
+        if monitor is not None:
+            bank = extract_features(encoder, train_set, device=dev)
+            feats = extract_features(encoder, monitor, device=dev)
+            hist.knn_acc.append(knn_accuracy(bank, train_set.labels, feats, monitor.labels, config.knn_k,
+                                             config.knn_t))
+        hist.seconds.append(time.perf_counter() - t0)
+        bar.update(1)
+        bar.set_postfix(loss=f"{hist.loss[-1]:.3f}",
+                        **({"knn": f"{100 * hist.knn_acc[-1]:.1f}%"} if hist.knn_acc else {}))
+        if cache:
+            state = {"identity": ident, "encoder": encoder.state_dict(), "head": head.state_dict(),
+                     "opt": opt.state_dict(), "sched": sched.state_dict(),
+                     "criterion": {n: b.detach().clone() for n, b in criterion.named_buffers()},
+                     "history": asdict(hist), "epoch": epoch + 1, "rng": torch.get_rng_state(),
+                     **({"key_encoder": key_encoder.state_dict(), "key_head": key_head.state_dict()}
+                        if key_encoder is not None else {})}
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(partial, lambda tmp, state=state: torch.save(state, tmp))
+    bar.close()
+    backbone = SSLBackbone(encoder.cpu().eval(), config, tensor_fingerprint(train_set.images), seed, hist)
+    if cache:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        backbone.save(path)
+        partial.unlink(missing_ok=True)
+    return backbone

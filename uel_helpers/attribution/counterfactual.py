@@ -1,0 +1,220 @@
+"""Counterfactual evaluation of an attribution: removal support and mislabel support (papers/06 §3).
+
+Removal support of a test image: the smallest m such that retraining without its top-m attributed training images
+flips the prediction, found by bisection over the top-k list; a flip means that at most half of n freshly trained
+models classify the test image correctly (`avg_correct <= 0.5`); -1 when even removing all k does not flip it.
+Mislabel support: the same search, relabelling the top-m images to the flip class (the second most likely class by
+the mean probability of the n models trained on the full set, skipping the true class) instead of removing them.
+Every retraining is cached by (removed or relabelled set, flip class, seed, protocol, data): a resumed or repeated
+search does not train again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..cache import cached, tensor_fingerprint
+from ..data import ImageSet
+from ..progress import progress
+from ..training import Protocol, get_protocol, train
+from .scores import Attribution
+
+SUPPORT_KINDS = ("removal", "mislabel")
+CF_PROFILES = {  # profile -> (protocol, models per vote, bisection budget); papers/06 §3.1 README: 5 models, B = 7
+    "smoke": ("smoke", 1, 1),
+    "quick": ("cf-quick", 3, 2),
+    "paper": ("resnet9-cf", 5, 7),
+}
+
+
+def binary_search_support(flipped: Callable[[int], bool], k: int, budget: int) -> int:
+    """The reference's search (papers/06 §3.1): -1 if `flipped(k)` is False, else bisection over m in (0, k] with
+    `budget` steps, returning the smallest m seen to flip (exact when budget >= ceil(log2 k) and `flipped` is
+    monotone; else within k / 2**budget)."""
+    if k < 1 or budget < 0:
+        raise ValueError(f"binary_search_support: need k >= 1 and budget >= 0, got k={k}, budget={budget}")
+    if not flipped(k):
+        return -1
+    low, high, best = 0, k, k
+    for _ in range(budget):
+        mid = (low + high) // 2
+        if mid == low:  # converged: low does not flip, high = low + 1 does
+            break
+        if flipped(mid):
+            high = mid
+            best = min(best, mid)
+        else:
+            low = mid
+    return best
+
+
+def _set_key(indices: Sequence[int]) -> str:
+    arr = np.asarray(sorted(int(i) for i in indices), dtype=np.int64)
+    return hashlib.sha256(arr.tobytes()).hexdigest()[:20]
+
+
+@dataclass
+class SupportResult:
+    method: str
+    kind: str
+    test_index: int
+    k: int
+    support: int              # smallest m found to flip, -1 if removing/relabelling all k does not
+    flip_class: int | None    # mislabel support only
+    retrainings: int          # trainings actually run (cache misses)
+    seconds: float
+
+    @property
+    def flipped(self) -> bool:
+        return self.support >= 0
+
+
+@dataclass
+class Counterfactual:
+    """Retrain-and-vote evaluator on `train_set` for the test images `test_set` (a few images, e.g. 5-100).
+
+    protocol: the retraining recipe (`resnet9-cf` at paper, `cf-quick` on a CPU). n_models: models per vote (paper 5;
+    flip <=> at most half correct). seeds 0..n_models-1. Retrainings cached under `cache_root` (default UEL_CACHE).
+    """
+
+    train_set: ImageSet
+    test_set: ImageSet
+    protocol: Protocol | str = "cf-quick"
+    n_models: int = 3
+    device: str | torch.device | None = "auto"
+    cache: bool = True
+    cache_root: str | None = None
+    quiet: bool = True
+    retrainings: int = field(default=0, init=False)   # trainings run so far (cache misses)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.train_set, ImageSet) or not isinstance(self.test_set, ImageSet):
+            raise TypeError("Counterfactual: train_set and test_set must be ImageSets")
+        if isinstance(self.n_models, bool) or not isinstance(self.n_models, int) or self.n_models < 1:
+            raise ValueError(f"n_models: expected a positive int, got {self.n_models!r}")
+        self.protocol = get_protocol(self.protocol)
+        self._fp = (tensor_fingerprint(self.train_set.images), tensor_fingerprint(self.train_set.labels),
+                    tensor_fingerprint(self.test_set.images))
+        self._memo: dict[tuple, torch.Tensor] = {}
+
+    def _check_test_pos(self, test_pos: int) -> int:
+        if isinstance(test_pos, bool) or not isinstance(test_pos, (int, np.integer)) or \
+                not 0 <= test_pos < len(self.test_set):
+            raise ValueError(f"test_pos: expected an index into the {len(self.test_set)} test images of this "
+                             f"Counterfactual (0..{len(self.test_set) - 1}), got {test_pos!r}")
+        return int(test_pos)
+
+    def probabilities(self, changed: Sequence[int] = (), relabel_to: int | None = None, seed: int = 0
+                      ) -> torch.Tensor:
+        """Softmax outputs (len(test_set), classes) of one model trained with `changed` training images removed
+        (relabel_to None) or relabelled to `relabel_to`. Cached."""
+        changed = sorted({int(i) for i in changed})
+        if changed and (changed[0] < 0 or changed[-1] >= len(self.train_set)):
+            raise ValueError(f"changed: training indices must lie in 0..{len(self.train_set) - 1}")
+        key = (_set_key(changed), relabel_to, seed)
+        if key in self._memo:
+            return self._memo[key]
+        config = {"kind": "cf-retrain", "protocol": self.protocol.to_dict(), "data": self._fp, "changed": key[0],
+                  "n_changed": len(changed), "relabel_to": relabel_to, "seed": seed, "format": 1}
+
+        def build() -> torch.Tensor:
+            self.retrainings += 1
+            if relabel_to is None:
+                keep = np.setdiff1d(np.arange(len(self.train_set)), np.asarray(changed, dtype=np.int64))
+                data = self.train_set.subset(keep)
+            else:
+                labels = self.train_set.labels.clone()
+                labels[torch.as_tensor(changed, dtype=torch.int64)] = int(relabel_to)
+                data = ImageSet(self.train_set.images, labels, self.train_set.classes, self.train_set.name,
+                                dict(self.train_set.meta))
+            _, model = train(data, self.test_set, self.protocol, seed=seed, device=self.device, quiet=True,
+                             return_model=True)
+            return _softmax(model, self.test_set)
+
+        probs = cached("cf-retrain", config, build, lambda p, path: torch.save(p, path),
+                       lambda path: torch.load(path, weights_only=True), suffix=".pt", enabled=self.cache,
+                       root=self.cache_root)
+        self._memo[key] = probs
+        return probs
+
+    def vote(self, test_pos: int, changed: Sequence[int] = (), relabel_to: int | None = None) -> float:
+        """Fraction of the n models that classify test image `test_pos` correctly (papers/06 §3.1)."""
+        t = self._check_test_pos(test_pos)
+        y = int(self.test_set.labels[t])
+        return sum(int(self.probabilities(changed, relabel_to, s)[t].argmax()) == y
+                   for s in range(self.n_models)) / self.n_models
+
+    def flipped(self, test_pos: int, changed: Sequence[int] = (), relabel_to: int | None = None) -> bool:
+        return self.vote(test_pos, changed, relabel_to) <= 0.5
+
+    def flip_class(self, test_pos: int) -> int:
+        """The mislabel target: the second most likely class by mean probability of the full-data models, or the
+        most likely one when the second is the true class (papers/06 §3.2)."""
+        t = self._check_test_pos(test_pos)
+        mean = torch.stack([self.probabilities((), None, s)[t] for s in range(self.n_models)]).mean(0)
+        order = torch.argsort(mean, descending=True, stable=True).tolist()
+        y = int(self.test_set.labels[t])
+        return order[0] if order[1] == y else order[1]
+
+    def support(self, ranked: Sequence[int], test_pos: int, kind: str = "removal", budget: int = 7,
+                method: str = "?") -> SupportResult:
+        """Removal or mislabel support of test image `test_pos` for the attributed list `ranked` (k = len)."""
+        if kind not in SUPPORT_KINDS:
+            raise ValueError(f"kind: expected one of {SUPPORT_KINDS}, got {kind!r}")
+        ranked = [int(i) for i in ranked]
+        if not ranked:
+            raise ValueError("ranked: the attributed list is empty")
+        t = self._check_test_pos(test_pos)
+        t0, before = time.perf_counter(), self.retrainings
+        target = self.flip_class(t) if kind == "mislabel" else None
+        m = binary_search_support(lambda m: self.flipped(t, ranked[:m], target), len(ranked), budget)
+        return SupportResult(method, kind, t, len(ranked), m, target, self.retrainings - before,
+                             time.perf_counter() - t0)
+
+
+def _softmax(model: torch.nn.Module, data: ImageSet) -> torch.Tensor:
+    dev = next(model.parameters()).device
+    model.eval()
+    with torch.no_grad():
+        logits = model(data.images.to(dev).float().div(255.0))
+    return torch.softmax(logits.float(), 1).cpu()
+
+
+def evaluate_support(cf: Counterfactual, attributions: Mapping[str, Attribution], test_positions: Sequence[int],
+                     kind: str = "removal", budget: int = 7, k: int | None = None, quiet: bool = False
+                     ) -> list[SupportResult]:
+    """Support of every method for every test image. `attributions[m].test_indices` must list the test images in
+    the same order as `cf.test_set` (position p = attributions' row p); k: use the first k of each list."""
+    jobs = [(name, p) for name in attributions for p in test_positions]
+    bar = progress(total=len(jobs), desc=f"{kind} support", unit="point", quiet=quiet, leave=True)
+    out = []
+    for name, p in jobs:
+        att = attributions[name]
+        if p >= att.indices.shape[0]:
+            raise ValueError(f"attributions[{name!r}] has {att.indices.shape[0]} rows; test position {p} missing")
+        ranked = att.indices[p, :k].tolist() if k else att.indices[p].tolist()
+        out.append(cf.support(ranked, p, kind, budget, method=name))
+        bar.update(1)
+        bar.set_postfix(method=name, support=out[-1].support, retrained=cf.retrainings)
+    bar.close()
+    return out
+
+
+def support_table(results: Sequence[SupportResult]) -> list[dict]:
+    """Per (method, kind): test points, fraction flipped within k, median support of the flipped, retrainings, s."""
+    rows = []
+    for method, kind in dict.fromkeys((r.method, r.kind) for r in results):
+        rs = [r for r in results if r.method == method and r.kind == kind]
+        flipped = [r.support for r in rs if r.flipped]
+        rows.append({"method": method, "kind": kind, "points": len(rs), "k": rs[0].k,
+                     "flipped": len(flipped), "flipped_frac": len(flipped) / len(rs),
+                     "median_support": statistics.median(flipped) if flipped else None,
+                     "retrainings": sum(r.retrainings for r in rs), "seconds": sum(r.seconds for r in rs)})
+    return rows
