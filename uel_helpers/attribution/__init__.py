@@ -7,10 +7,26 @@ for Data Attribution on Images").
     trak_baseline   TRAK through MadryLab's `traker`, converted to the same top-k lists
 """
 
-from .backbone import (SSL_METHODS, SSL_PROFILES, Encoder, SSLBackbone, SSLConfig, extract_features, knn_accuracy,
-                       ssl_config_for_profile, train_ssl)
-from .counterfactual import (CF_PROFILES, SUPPORT_KINDS, Counterfactual, SupportResult, binary_search_support,
-                             evaluate_support, support_table)
+from .backbone import (
+                       SSL_METHODS,
+                       SSL_PROFILES,
+                       Encoder,
+                       SSLBackbone,
+                       SSLConfig,
+                       extract_features,
+                       knn_accuracy,
+                       ssl_config_for_profile,
+                       train_ssl,
+)
+from .counterfactual import (
+                       CF_PROFILES,
+                       SUPPORT_KINDS,
+                       Counterfactual,
+                       SupportResult,
+                       binary_search_support,
+                       evaluate_support,
+                       support_table,
+)
 from .scores import METHODS, Attribution, attribute, candidates_for, from_score_matrix, random_attribution
 from .trak_baseline import TrakSettings, train_checkpoints, trak_attribution
 
