@@ -63,3 +63,23 @@ def test_demo_bad_dataset_is_a_clear_error(tmp_path, capsys):
 def test_demo_rejects_a_non_positive_test_size(tmp_path, capsys):
     assert main(["demo", "--max-test", "0", "--profile", "smoke", "--dataset", "digits", "--out", str(tmp_path)]) == 2
     assert "--max-test: expected a positive number" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("method", ["esvm", "random", "trak"])
+def test_attribute_smoke_on_digits(tmp_path, capsys, method):
+    if method == "trak":
+        pytest.importorskip("trak")
+    args = ["attribute", "--dataset", "digits", "--profile", "smoke", "--method", method, "--test-index", "0", "7",
+            "--out", str(tmp_path), "--quiet"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "test 0 (" in out and "test 7 (" in out
+    saved = json.loads((tmp_path / f"attribution_digits_{method}.json").read_text())
+    assert saved["test_indices"] == [0, 7] and len(saved["top_k"][0]) == saved["k"] == 5
+    assert (tmp_path / f"attribution_digits_{method}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_attribute_rejects_a_test_index_out_of_range(tmp_path, capsys):
+    assert main(["attribute", "--dataset", "digits", "--profile", "smoke", "--test-index", "99999",
+                 "--out", str(tmp_path)]) == 2
+    assert "--test-index: [99999] out of range; digits has 450 test images" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""The `uel` command: `uel datasets`, `uel demo`, `uel matrix`, `uel reproduce`, `uel notebooks`."""
+"""The `uel` command: `uel datasets`, `uel demo`, `uel matrix`, `uel reproduce`, `uel attribute`, `uel notebooks`."""
 
 from __future__ import annotations
 
@@ -253,6 +253,84 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_attribute(args: argparse.Namespace) -> int:
+    """Top-k attributed training images of chosen test images (papers/06): SSL features + esvm / l2knn / cosine,
+    TRAK, or the random floor. Prints the first 10 per test image and saves all k (JSON) and a figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .attribution import (
+        attribute,
+        attribution_settings,
+        extract_features,
+        random_attribution,
+        ssl_config_for_profile,
+        train_checkpoints,
+        train_ssl,
+        trak_attribution,
+    )
+    from .data import load_dataset
+    from .plots import figure_to_png, render_attribution
+
+    profile = args.profile or "quick"
+    settings = attribution_settings(profile)
+    dataset = args.dataset or best_offline_dataset()
+    n_per_class = settings.n_per_class if args.n_per_class is None else (args.n_per_class or None)
+    train_set = load_dataset(dataset, "train")
+    if n_per_class:
+        train_set = train_set.take_per_class(n_per_class, seed=args.seed)
+    test_set = load_dataset(dataset, "test")
+    bad = [t for t in args.test_index if not 0 <= t < len(test_set)]
+    if bad:
+        raise ValueError(f"--test-index: {bad} out of range; {dataset} has {len(test_set)} test images "
+                         f"(0..{len(test_set) - 1})")
+    k = args.k or settings.k
+    conditioning = not args.no_label_conditioning
+    print(describe_device(pick_device(args.device)))
+    print(f"dataset: {dataset}, {len(train_set)} training images | method: {args.method} | k={k} | label "
+          f"conditioning {'on' if conditioning else 'off'} | profile {profile}")
+    if args.method == "random":
+        att = random_attribution(train_set.labels, test_set.labels, k, conditioning, args.test_index, args.seed)
+    elif args.method == "trak":
+        print(settings.trak.describe())
+        models = train_checkpoints(train_set, settings.cf_protocol, settings.trak.checkpoints, device=args.device,
+                                   quiet=args.quiet)
+        att, _ = trak_attribution(models, train_set, test_set, k, settings.trak, conditioning, args.test_index,
+                                  quiet=args.quiet)
+    else:
+        config = ssl_config_for_profile(profile)
+        backbone = train_ssl(train_set, config, seed=args.seed, device=args.device, quiet=args.quiet)
+        print(f"SSL backbone: {config.method} on {config.arch}, {config.epochs} epochs (cached)")
+        f_train = extract_features(backbone.encoder, train_set, device=args.device)
+        f_test = extract_features(backbone.encoder, test_set.subset(args.test_index), device=args.device)
+        labels = test_set.labels[args.test_index]
+        att = attribute(f_train, train_set.labels, f_test, labels, args.method, k, conditioning)
+        att.test_indices = torch_tensor(args.test_index)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"attribution_{dataset.replace(':', '_').replace('/', '_')}_{args.method}"
+    for row, t in enumerate(att.test_indices.tolist()):
+        top = att.indices[row, :10].tolist()
+        print(f"test {t} ({test_set.classes[int(test_set.labels[t])]}): top-{len(top)} of {k}: {top}")
+    payload = {"dataset": dataset, "method": args.method, "k": k, "label_conditioning": conditioning,
+               "profile": profile, "n_train": len(train_set), "seconds": att.seconds,
+               "test_indices": att.test_indices.tolist(), "top_k": att.indices.tolist(),
+               "scores": att.scores.tolist(),
+               "note": "indices into the training set as loaded"
+                       + (f" and subsampled to {n_per_class} per class with seed {args.seed}" if n_per_class else "")}
+    stem.with_suffix(".json").write_text(json.dumps(payload))
+    fig = render_attribution(train_set, test_set, att, att.test_indices.tolist()[0], top=min(10, k))
+    stem.with_suffix(".png").write_bytes(figure_to_png(fig, dpi=100))
+    print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+    return 0
+
+
+def torch_tensor(values):
+    import torch
+
+    return torch.as_tensor(values, dtype=torch.int64)
+
+
 def cmd_notebooks(args: argparse.Namespace) -> int:
     from .notebook_sync import sync_all
 
@@ -320,6 +398,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_reproduce)
+
+    p = sub.add_parser("attribute", help="top-k attributed training images of test images (SSL features, TRAK)")
+    p.add_argument("--dataset", default=None, help="default: fashion-mnist if installed, else digits")
+    p.add_argument("--method", default="esvm", choices=["esvm", "l2knn", "cosine", "trak", "random"])
+    p.add_argument("--test-index", type=int, nargs="+", default=[0], help="test image indices (default: 0)")
+    p.add_argument("--k", type=int, default=None, help="list length (default: the profile's; paper 1280)")
+    p.add_argument("--n-per-class", type=int, default=None,
+                   help="training images per class (default: the profile's, 200 at quick; 0 = all)")
+    p.add_argument("--no-label-conditioning", action="store_true", help="rank training images of every class")
+    p.add_argument("--profile", default=None, choices=["smoke", "quick", "paper"], help="default: quick")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="results")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_attribute)
 
     p = sub.add_parser("notebooks", help="regenerate notebooks/*.ipynb from their py:percent sources")
     p.add_argument("--folder", default="notebooks")

@@ -15,13 +15,14 @@ import numpy as np
 import torch
 
 from .data import ImageSet
-from .plots import dct_spectra, figure_to_png, render_perturbation, signed_rows
+from .plots import dct_spectra, figure_to_png, render_attribution, render_perturbation, signed_rows
 from .poisons.base import Poison
 
 if TYPE_CHECKING:
     import ipywidgets
 
-__all__ = ["perturbation_explorer", "dvae_explorer", "dvae_panels", "sharpen_explorer", "sharpen_panels"]
+__all__ = ["perturbation_explorer", "dvae_explorer", "dvae_panels", "sharpen_explorer", "sharpen_panels",
+           "attribution_explorer"]
 
 
 def _ipywidgets():
@@ -257,6 +258,59 @@ def sharpen_explorer(ds: ImageSet, dpi: int = 80) -> ipywidgets.VBox:
         control.observe(redraw, names="value")
     box = w.VBox([w.HBox([index, mode]), w.HBox([center, percent, seed]), info, picture])
     box.controls = {"image": index, "kernel": mode, "center": center, "percent": percent, "seed": seed,
+                    "picture": picture, "info": info}
+    box.redraw = redraw
+    redraw()
+    return box
+
+
+def attribution_explorer(train_set: ImageSet, test_set: ImageSet, attributions, top: int = 10, dpi: int = 80
+                         ) -> ipywidgets.VBox:
+    """Browse attributions (notebook 06): pick a test image, a method and label conditioning; see the test image and
+    its top-k training images with their scores (`plots.render_attribution`, into an `Image` widget).
+
+    attributions: a sequence of `attribution.Attribution` (any methods, with and without label conditioning); the
+    test images offered are those every attribution covers. Raises ValueError when there are none or they share
+    no test image. Returns a VBox with `.controls` and `.redraw()`.
+    """
+    w = _ipywidgets()
+    atts = list(attributions)
+    if not atts:
+        raise ValueError("attribution_explorer: attributions is empty; pass the results of attribution.attribute()")
+    by_key = {(a.method, a.label_conditioning): a for a in atts}
+    shared = set(atts[0].test_indices.tolist())
+    for a in atts[1:]:
+        shared &= set(a.test_indices.tolist())
+    if not shared:
+        raise ValueError("attribution_explorer: the attributions share no test image; compute them on the same "
+                         "test_indices")
+    tests = sorted(shared)
+    methods = list(dict.fromkeys(a.method for a in atts))
+    test_pick = w.Dropdown(options=[(f"{t}: {test_set.classes[int(test_set.labels[t])]}", t) for t in tests],
+                           value=tests[0], description="test image")
+    method = w.Dropdown(options=methods, value=methods[0], description="method")
+    conditioning = w.Checkbox(value=(methods[0], True) in by_key, description="label conditioning")
+    k_max = min(a.k for a in atts)
+    top_k = w.IntSlider(value=min(top, k_max), min=1, max=min(k_max, 30), description="top k",
+                        continuous_update=False)
+    picture = w.Image(format="png")
+    info = w.HTML()
+
+    def redraw(_change=None) -> None:
+        att = by_key.get((method.value, conditioning.value))
+        if att is None:
+            info.value = (f"<b>{method.value}</b> was not computed "
+                          f"{'with' if conditioning.value else 'without'} label conditioning")
+            return
+        fig = render_attribution(train_set, test_set, att, test_pick.value, top=top_k.value)
+        picture.value = figure_to_png(fig, dpi=dpi)
+        info.value = (f"<b>{method.value}</b>, label conditioning {'on' if conditioning.value else 'off'}: "
+                      f"test image {test_pick.value}, top {top_k.value} of k={att.k}")
+
+    for control in (test_pick, method, conditioning, top_k):
+        control.observe(redraw, names="value")
+    box = w.VBox([w.HBox([test_pick, method]), w.HBox([conditioning, top_k]), info, picture])
+    box.controls = {"test": test_pick, "method": method, "conditioning": conditioning, "top": top_k,
                     "picture": picture, "info": info}
     box.redraw = redraw
     redraw()

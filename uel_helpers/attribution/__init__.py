@@ -19,21 +19,23 @@ from .backbone import (
                        train_ssl,
 )
 from .counterfactual import (
-                       CF_PROFILES,
-                       SUPPORT_KINDS,
+                                          SUPPORT_KINDS,
                        Counterfactual,
                        SupportResult,
                        binary_search_support,
+    correctly_classified,
                        evaluate_support,
                        support_table,
 )
 from .scores import METHODS, Attribution, attribute, candidates_for, from_score_matrix, random_attribution
+from .settings import ATTRIBUTION_PROFILES, AttributionSettings, attribution_settings
 from .trak_baseline import TrakSettings, train_checkpoints, trak_attribution
 
 __all__ = [
     "SSL_METHODS", "SSL_PROFILES", "Encoder", "SSLBackbone", "SSLConfig", "extract_features", "knn_accuracy",
-    "ssl_config_for_profile", "train_ssl", "CF_PROFILES", "SUPPORT_KINDS", "Counterfactual", "SupportResult",
-    "binary_search_support", "evaluate_support", "support_table", "METHODS", "Attribution", "attribute",
+    "ssl_config_for_profile", "train_ssl", "SUPPORT_KINDS", "Counterfactual", "SupportResult",
+    "binary_search_support", "correctly_classified", "evaluate_support", "support_table", "METHODS",
+    "Attribution", "attribute",
     "candidates_for", "from_score_matrix", "random_attribution", "TrakSettings", "train_checkpoints",
-    "trak_attribution",
+    "trak_attribution", "ATTRIBUTION_PROFILES", "AttributionSettings", "attribution_settings",
 ]

@@ -102,7 +102,7 @@ class SSLConfig:
 # Profiles (DESIGN.md): smoke = seconds; quick = 2 CPU cores, minutes; paper = the reference's recipe at 200 epochs.
 SSL_PROFILES: dict[str, SSLConfig] = {
     "smoke": SSLConfig(method="moco", arch="tinycnn", epochs=2, batch_size=64, memory_bank=128),
-    "quick": SSLConfig(method="moco", arch="resnet10-w16", epochs=30, batch_size=128, memory_bank=1024),
+    "quick": SSLConfig(method="moco", arch="resnet10-w16", epochs=20, batch_size=128, memory_bank=1024),
     "paper": SSLConfig(method="moco", arch="resnet18", epochs=200, batch_size=512, memory_bank=4096, num_workers=4),
 }
 

@@ -27,11 +27,6 @@ from ..training import Protocol, get_protocol, train
 from .scores import Attribution
 
 SUPPORT_KINDS = ("removal", "mislabel")
-CF_PROFILES = {  # profile -> (protocol, models per vote, bisection budget); papers/06 §3.1 README: 5 models, B = 7
-    "smoke": ("smoke", 1, 1),
-    "quick": ("cf-quick", 3, 2),
-    "paper": ("resnet9-cf", 5, 7),
-}
 
 
 def binary_search_support(flipped: Callable[[int], bool], k: int, budget: int) -> int:
@@ -177,6 +172,18 @@ class Counterfactual:
         m = binary_search_support(lambda m: self.flipped(t, ranked[:m], target), len(ranked), budget)
         return SupportResult(method, kind, t, len(ranked), m, target, self.retrainings - before,
                              time.perf_counter() - t0)
+
+
+def correctly_classified(cf: Counterfactual, n: int, seed: int = 0) -> list[int]:
+    """`n` random positions of `cf.test_set` that every full-data model classifies correctly (a point the models
+    already get wrong has nothing to flip); ValueError when fewer exist. Our choice: the reference draws test points
+    at random (papers/06 §3.1)."""
+    ok = [p for p in range(len(cf.test_set)) if cf.vote(p) == 1.0]
+    if len(ok) < n:
+        raise ValueError(f"n={n}: only {len(ok)} of the {len(cf.test_set)} candidate test images are classified "
+                         f"correctly by all {cf.n_models} full-data models; pass a larger test pool or a smaller n")
+    rng = np.random.default_rng(seed)
+    return sorted(int(p) for p in rng.choice(ok, size=n, replace=False))
 
 
 def _softmax(model: torch.nn.Module, data: ImageSet) -> torch.Tensor:
