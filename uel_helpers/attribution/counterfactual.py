@@ -95,6 +95,10 @@ class Counterfactual:
         if isinstance(self.n_models, bool) or not isinstance(self.n_models, int) or self.n_models < 1:
             raise ValueError(f"n_models: expected a positive int, got {self.n_models!r}")
         self.protocol = get_protocol(self.protocol)
+        if self.protocol.max_train is not None and len(self.train_set) > self.protocol.max_train:
+            raise ValueError(f"protocol {self.protocol.name!r} subsamples training sets to {self.protocol.max_train} "
+                             f"images, which would hide the removals; pass a train_set of at most that many images "
+                             f"(now {len(self.train_set)}) or a protocol without max_train")
         self._fp = (tensor_fingerprint(self.train_set.images), tensor_fingerprint(self.train_set.labels),
                     tensor_fingerprint(self.test_set.images))
         self._memo: dict[tuple, torch.Tensor] = {}
@@ -197,16 +201,14 @@ def _softmax(model: torch.nn.Module, data: ImageSet) -> torch.Tensor:
 def evaluate_support(cf: Counterfactual, attributions: Mapping[str, Attribution], test_positions: Sequence[int],
                      kind: str = "removal", budget: int = 7, k: int | None = None, quiet: bool = False
                      ) -> list[SupportResult]:
-    """Support of every method for every test image. `attributions[m].test_indices` must list the test images in
-    the same order as `cf.test_set` (position p = attributions' row p); k: use the first k of each list."""
+    """Support of every method for every test image. The attributions' `test_indices` are positions in
+    `cf.test_set` (compute them on the same test images); each must cover every position in `test_positions`, else
+    ValueError. k: use the first k of each list (default: all)."""
     jobs = [(name, p) for name in attributions for p in test_positions]
     bar = progress(total=len(jobs), desc=f"{kind} support", unit="point", quiet=quiet, leave=True)
     out = []
     for name, p in jobs:
-        att = attributions[name]
-        if p >= att.indices.shape[0]:
-            raise ValueError(f"attributions[{name!r}] has {att.indices.shape[0]} rows; test position {p} missing")
-        ranked = att.indices[p, :k].tolist() if k else att.indices[p].tolist()
+        ranked = attributions[name].top(p, k)
         out.append(cf.support(ranked, p, kind, budget, method=name))
         bar.update(1)
         bar.set_postfix(method=name, support=out[-1].support, retrained=cf.retrainings)

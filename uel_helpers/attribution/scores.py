@@ -44,7 +44,7 @@ class Attribution:
         """The first `m` (default k) attributed training indices of the test image `test_index` (a test-set index)."""
         rows = (self.test_indices == int(test_index)).nonzero().flatten()
         if len(rows) == 0:
-            raise ValueError(f"test_index {test_index} was not attributed; attributed: "
+            raise ValueError(f"test_index {test_index} was not attributed by {self.method!r}; attributed: "
                              f"{self.test_indices.tolist()[:20]}")
         return self.indices[int(rows[0]), : (m or self.k)].tolist()
 
