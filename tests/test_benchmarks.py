@@ -16,6 +16,8 @@ sys.path.insert(0, str(BENCH))
 import bench_common  # noqa: E402  (the scripts import it as a top-level module)
 
 TINY = {
+    "bench_attribution": ["--device", "cpu", "--n-train", "200", "--dim", "8", "--n-test", "4", "--esvm-test", "2",
+                          "--profile", "smoke", "--ssl-epochs", "1", "--n-jobs", "1"],
     "bench_sharpen": ["--device", "cpu", "--n", "64", "--ref-n", "8", "--batch", "32", "--repeats", "1"],
     "bench_poisons": ["--device", "cpu", "--n", "64", "--repeats", "1", "--attacks", "cuda", "ar"],
     "bench_dvae": ["--device", "cpu", "--profile", "smoke", "--n", "40", "--epochs", "1", "--shape", "3", "16"],
