@@ -18,7 +18,7 @@ def _pyproject_requirements() -> set[str]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project = data["project"]
     reqs = list(project["dependencies"])
-    for extra in ("dev", "lab"):
+    for extra in ("dev", "lab", "attribution"):
         reqs += project["optional-dependencies"][extra]
     return {_norm(r) for r in reqs}
 
