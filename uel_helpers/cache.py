@@ -17,9 +17,13 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-from .notebook import cache_dir
-
 T = TypeVar("T")
+
+
+def cache_dir() -> Path:
+    """The cache folder for expensive artefacts: `UEL_CACHE`, default `~/.cache/uel_helpers` (the cache owns its
+    folder; the notebook layer re-exports this)."""
+    return Path(os.environ.get("UEL_CACHE") or "~/.cache/uel_helpers").expanduser()
 
 
 def _jsonable(value):

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .cache import cache_dir  # noqa: F401  (re-exported: notebooks call uel_helpers.notebook.cache_dir())
 from .device import describe_device, pick_device, seed_everything
 from .profiles import resolve_profile
 
 REPO_URL = "https://github.com/uel-lab/unlearnable-examples-lab"  # the one place the repository URL lives
-
-
-def cache_dir() -> Path:
-    """The cache folder for expensive artefacts: `UEL_CACHE`, default `~/.cache/uel_helpers`."""
-    return Path(os.environ.get("UEL_CACHE") or "~/.cache/uel_helpers").expanduser()
 
 
 @dataclass
