@@ -209,3 +209,19 @@ def test_trak_baseline_gives_same_class_top_k(digits_small):
     assert all((tr.labels[att.indices[r]] == te.labels[r]).all() for r in range(3))
     assert TrakSettings(proj_dim=32, checkpoints=1).is_straw_man
     assert not TrakSettings(proj_dim=20_000, checkpoints=11).is_straw_man
+
+
+def test_counterfactual_refuses_a_protocol_that_subsamples(digits_small, tmp_path):
+    tr = load_dataset("digits", "train")  # 1,347 images; the smoke protocol keeps at most 512
+    _, te = digits_small
+    with pytest.raises(ValueError, match="subsamples training sets to 512 images, which would hide the removals"):
+        Counterfactual(tr, te, "smoke", n_models=1, cache_root=str(tmp_path))
+
+
+def test_correctly_classified_says_when_too_few(digits_small, tmp_path):
+    from uel_helpers.attribution import correctly_classified
+
+    tr, te = digits_small
+    cf = Counterfactual(tr, te, "smoke", n_models=1, cache_root=str(tmp_path))
+    with pytest.raises(ValueError, match="n=4: only .* of the 3 candidate test images"):
+        correctly_classified(cf, 4)
