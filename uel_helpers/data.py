@@ -34,7 +34,31 @@ CIFAR_ARCHIVES = {
     "cifar100": ("cifar-100-python.tar.gz", "eb9058c3a382ffc7106e4002c42a8d85", "cifar-100-python", "161 MB"),
 }
 CIFAR_URL = "https://www.cs.toronto.edu/~kriz/"
-DATASET_NAMES = ("digits", "fashion-mnist", "cifar10", "cifar100", "imagefolder:PATH")
+DATASET_NAMES = ("digits", "fashion-mnist", "cifar10", "cifar100", "cifar-fs", "imagefolder:PATH")
+# CIFAR-FS (Bertinetto et al., ICLR 2019, arXiv:1805.08136): CIFAR-100's 100 fine classes split 64 / 16 / 20 by
+# class, train and test images pooled (600 per class). Class lists from
+# tristandeleu/pytorch-meta@ac3c48e torchmeta/datasets/assets/cifar100/cifar-fs/{train,val,test}.json; resolved to
+# label indices at load time from the archive's own `fine_label_names` (never hard-coded indices).
+CIFAR_FS_SPLITS = {
+    "train": (
+        "apple", "aquarium_fish", "bear", "bee", "bottle", "bowl", "boy", "bridge", "bus", "can", "castle",
+        "caterpillar", "chair", "clock", "cloud", "cockroach", "couch", "cup", "dinosaur", "dolphin", "elephant",
+        "forest", "girl", "hamster", "house", "kangaroo", "keyboard", "lawn_mower", "lion", "lizard", "lobster",
+        "mountain", "mouse", "mushroom", "oak_tree", "orange", "orchid", "palm_tree", "pear", "pine_tree", "plate",
+        "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "seal", "shrew", "skunk", "skyscraper", "snake",
+        "spider", "squirrel", "streetcar", "sunflower", "tank", "tiger", "train", "trout", "tulip", "turtle",
+        "willow_tree", "wolf",
+    ),
+    "val": (
+        "beaver", "beetle", "butterfly", "camel", "cattle", "crab", "crocodile", "flatfish", "lamp", "maple_tree",
+        "motorcycle", "otter", "sea", "shark", "television", "tractor",
+    ),
+    "test": (
+        "baby", "bed", "bicycle", "chimpanzee", "fox", "leopard", "man", "pickup_truck", "plain", "poppy", "rocket",
+        "rose", "snail", "sweet_pepper", "table", "telephone", "wardrobe", "whale", "woman", "worm",
+    ),
+}
+CIFAR_FS_ALIASES = ("cifar-fs", "cifar_fs", "cifarfs")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
@@ -496,6 +520,31 @@ def _read_cifar_pickles(name: str, split: str, folder: Path) -> ImageSet:
     return ImageSet(images, labels.astype(np.int64), classes, name=name)
 
 
+def _load_cifar_fs(split: str, root: Path | None, download: bool) -> ImageSet:
+    """CIFAR-FS split `split` ("train" 64, "val" 16 or "test" 20 classes): CIFAR-100's train and test images pooled
+    (train first, then test; 600 per class), the split's classes relabelled 0..n-1 in the order of
+    `CIFAR_FS_SPLITS[split]` (alphabetical). Reads (or downloads, MD5-checked) the CIFAR-100 archive like
+    load_dataset("cifar100"). Raises ValueError when a class name is missing from the archive's fine_label_names."""
+    if split not in CIFAR_FS_SPLITS:
+        raise ValueError(f"cifar-fs split must be one of {', '.join(CIFAR_FS_SPLITS)}, got {split!r} (CIFAR-FS splits "
+                         "by class: 64 train, 16 val, 20 test classes)")
+    parts = [_load_cifar("cifar100", s, root, download) for s in ("train", "test")]
+    names = parts[0].classes
+    wanted = CIFAR_FS_SPLITS[split]
+    missing = [c for c in wanted if c not in names]
+    if missing:
+        raise ValueError(f"cifar-fs: classes {missing} are not in the CIFAR-100 archive's fine_label_names "
+                         f"({len(names)} names); is it the original cifar-100-python archive?")
+    images = torch.cat([p.images for p in parts])
+    labels = torch.cat([p.labels for p in parts])
+    old = torch.tensor([names.index(c) for c in wanted])
+    keep = torch.isin(labels, old)
+    remap = torch.full((len(names),), -1, dtype=torch.int64)
+    remap[old] = torch.arange(len(wanted))
+    return ImageSet(images[keep].clone(), remap[labels[keep]], wanted, name="cifar-fs",
+                    meta={"split": split, "cifar100_labels": old.tolist(), "pooled": "cifar100 train + test"})
+
+
 def _load_imagefolder(path: str, root: Path | None, size: int | None, mode: str) -> ImageSet:
     from PIL import Image
 
@@ -541,15 +590,19 @@ def load_dataset(
     """Load a dataset split as an ImageSet.
 
     name: "digits" (bundled, offline), "fashion-mnist" (Debian package or torchvision download),
-    "cifar10", "cifar100" (download, MD5-checked) or "imagefolder:PATH".
+    "cifar10", "cifar100" (download, MD5-checked), "cifar-fs" (CIFAR-100 pooled and split by class; split "train",
+    "val" or "test") or "imagefolder:PATH".
     size: resize every image to size x size (explicit; never automatic). rgb: grayscale -> 3 channels.
     """
     if not isinstance(name, str):
         raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
-    _check_split(split)
     root_path = Path(root).expanduser() if root is not None else None
     key = name.lower()
-    if key == "digits":
+    if key not in CIFAR_FS_ALIASES:
+        _check_split(split)
+    if key in CIFAR_FS_ALIASES:
+        ds = _load_cifar_fs(split, root_path, download)
+    elif key == "digits":
         ds = _load_digits(split)
     elif key in ("fashion-mnist", "fashion_mnist", "fashionmnist"):
         ds = _load_fashion_mnist(split, root_path, download)
@@ -583,6 +636,8 @@ def available_datasets(root: str | os.PathLike | None = None) -> dict[str, str]:
             out[name] = f"offline ({base})"
         else:
             out[name] = f"missing: load_dataset('{name}', download=True) (about {size}), or put {fname} in {base}"
+    out["cifar-fs"] = (out["cifar100"] if out["cifar100"].startswith("offline") else
+                       "missing: needs CIFAR-100 (load_dataset('cifar-fs', download=True) fetches it)")
     out["imagefolder:PATH"] = "any folder of class sub-folders (optionally with train/ and test/ inside)"
     return out
 
