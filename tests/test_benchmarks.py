@@ -19,6 +19,8 @@ TINY = {
     "bench_attribution": ["--device", "cpu", "--n-train", "200", "--dim", "8", "--n-test", "4", "--esvm-test", "2",
                           "--profile", "smoke", "--ssl-epochs", "1", "--n-jobs", "1"],
     "bench_sharpen": ["--device", "cpu", "--n", "64", "--ref-n", "8", "--batch", "32", "--repeats", "1"],
+    "bench_protonet": ["--device", "cpu", "--preset", "quick", "--per-class", "25", "--size", "16", "--steps", "1",
+                       "--warmup", "0", "--eval-episodes", "2", "--eval-batch", "2"],
     "bench_poisons": ["--device", "cpu", "--n", "64", "--repeats", "1", "--attacks", "cuda", "ar"],
     "bench_dvae": ["--device", "cpu", "--profile", "smoke", "--n", "40", "--epochs", "1", "--shape", "3", "16"],
     "bench_demo": ["--demo-args", "--dataset", "digits", "--profile", "smoke"],
