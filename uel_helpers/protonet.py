@@ -28,7 +28,7 @@ from torch import nn
 
 from .cache import atomic_write, cache_path, tensor_fingerprint
 from .data import ImageSet, decode_images
-from .device import autocast, make_generator, pick_device, seed_everything
+from .device import amp_dtype, autocast, make_generator, pick_device, seed_everything
 from .profiles import resolve_profile
 from .progress import progress
 from .training import random_crop, random_flip
@@ -486,13 +486,15 @@ def _check_set(ds: ImageSet, what: str) -> None:
         raise TypeError(f"{what} must be an ImageSet, got {type(ds).__name__}")
 
 
-def _episode_loss(model: AutoProtoNet, images: torch.Tensor, ep: Episodes, lambda_r: float,
-                  aug: ProtoSettings | None, gen: torch.Generator | None, dev: torch.device
+def _episode_loss(model: AutoProtoNet, images: torch.Tensor, meta: dict, ep: Episodes, lambda_r: float,
+                  aug: ProtoSettings | None, gen: torch.Generator | None, dev: torch.device, amp: bool = True
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Loss of a batch of episodes: CE(query logits) + lambda_r * MSE(D(E(x_q)), x_q) (§2). images: float on dev."""
+    """Loss of a batch of episodes: CE(query logits) + lambda_r * MSE(D(E(x_q)), x_q) (§2). images: the uint8 set on
+    dev (only the episodes' images are decoded to [0, 1] floats, in one batch)."""
     b, way, shot = ep.support.shape
     q = ep.query.shape[2]
-    xs, xq = images[ep.support.reshape(-1)], images[ep.query.reshape(-1)]
+    xs = decode_images(images[ep.support.reshape(-1)], meta)
+    xq = decode_images(images[ep.query.reshape(-1)], meta)
     if aug is not None:
         both = torch.cat([xs, xq])
         both = random_crop(both, aug.crop_padding, gen)
@@ -500,7 +502,7 @@ def _episode_loss(model: AutoProtoNet, images: torch.Tensor, ep: Episodes, lambd
             both = random_flip(both, gen)
         both = color_jitter(both, aug.jitter, gen)
         xs, xq = both[:len(xs)], both[len(xs):]
-    with autocast(dev):
+    with autocast(dev, enabled=amp):
         # support and query go through the encoder separately, as upstream (BatchNorm statistics per set)
         zs = model.encoder(xs)
         zq = model.encoder(xq)
@@ -549,7 +551,9 @@ def train_protonet(train_set: ImageSet, settings: ProtoSettings | None = None, *
     opt = torch.optim.SGD(model.parameters(), lr=s.lr, momentum=s.momentum, weight_decay=s.weight_decay,
                           nesterov=s.nesterov)
     aug_gen = make_generator(seed + 7_919, dev)
-    images = decode_images(train_set.images.to(dev), train_set.meta)
+    images = train_set.images.to(dev)  # uint8 on the device; episodes are gathered and decoded there
+    use_scaler = dev.type == "cuda" and s.amp and amp_dtype(dev) == torch.float16  # fp16 (T4) needs loss scaling
+    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
     hist, start, best, best_state = ProtoHistory(), 0, -1.0, None
     partial = path.with_suffix(".partial.pt")
     if cache and partial.exists():
@@ -559,8 +563,8 @@ def train_protonet(train_set: ImageSet, settings: ProtoSettings | None = None, *
                 raise ValueError("checkpoint of another configuration")
             model.load_state_dict(st["model"])
             opt.load_state_dict(st["opt"])
-            sampler.set_state(st["sampler"].cpu() if dev.type == "cpu" else st["sampler"])
-            aug_gen.set_state(st["aug"])
+            sampler.set_state(st["sampler"].cpu())  # generator states are CPU byte tensors on every device
+            aug_gen.set_state(st["aug"].cpu())
             hist, start, best, best_state = ProtoHistory(**st["history"]), st["epoch"], st["best"], st["best_state"]
         except Exception as err:  # a torn file or another run's: start over, loudly
             warnings.warn(f"ignoring the checkpoint {partial} ({err}); training from epoch 0", stacklevel=2)
@@ -576,10 +580,15 @@ def train_protonet(train_set: ImageSet, settings: ProtoSettings | None = None, *
         sums = np.zeros(4)
         for _ in range(s.steps_per_epoch):
             ep = sampler.sample(s.episodes_per_step)
-            loss, ce, mse, acc = _episode_loss(model, images, ep, s.lambda_r, s, aug_gen, dev)
+            loss, ce, mse, acc = _episode_loss(model, images, train_set.meta, ep, s.lambda_r, s, aug_gen, dev, s.amp)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                opt.step()
             sums += [float(loss.detach()), float(ce.detach()), float(mse.detach()), float(acc)]
             bar.update(1)
         means = sums / s.steps_per_epoch
@@ -690,14 +699,16 @@ def evaluate_episodes(model: AutoProtoNet | TrainedProtoNet, test_set: ImageSet,
     sampler = EpisodeSampler(test_set.labels, way, shot, query, device=dev, seed=seed + 1_000_003)
     was_training = m.training
     m.eval().to(dev)
-    images = decode_images(test_set.images.to(dev), test_set.meta)
+    images = test_set.images.to(dev)
     accs = []
     for start in progress(range(0, episodes, batch), desc="test episodes", quiet=quiet):
         ep = sampler.sample(min(batch, episodes - start))
         b = ep.support.shape[0]
         with autocast(dev):
-            es = m.embed(images[ep.support.reshape(-1)]).float().reshape(b, way * shot, -1)
-            eq = m.embed(images[ep.query.reshape(-1)]).float().reshape(b, way * query, -1)
+            xs = decode_images(images[ep.support.reshape(-1)], test_set.meta)
+            xq = decode_images(images[ep.query.reshape(-1)], test_set.meta)
+            es = m.embed(xs).float().reshape(b, way * shot, -1)
+            eq = m.embed(xq).float().reshape(b, way * query, -1)
         s_lab = torch.arange(way, device=dev).repeat_interleave(shot).expand(b, -1)
         q_lab = torch.arange(way, device=dev).repeat_interleave(query).expand(b, -1)
         logits = protonet_logits(eq, class_prototypes(es, s_lab, way), m.scale.float())
