@@ -10,6 +10,12 @@ per vote, flip <=> at most 1 of 3 correct. Only the full-k check is run (no bise
 
 Criterion (the paper's direction, margin stated before measuring): each of ESVM and l2knn flips at least 2 more of the
 10 test points than random same-class removal of the same size.
+
+Measured 2026-11-30 (2 busy CPU cores, 27 min with 93 retrainings; torch 2.14.1): flipped within k = 51 of 10 test
+points: ESVM 2, l2knn 1, random 0. The direction of the paper holds (attributed removal flips, random removal never
+does) but l2knn misses the margin, so the criterion is not met: a strict xfail with these numbers, in `make
+test-slow` (too long for CI). Few points flip at all: removing a quarter of a class (51 of its 200 images) rarely
+changes what the tiny retrained CNN predicts for an image the full-data models get right.
 """
 
 from __future__ import annotations
@@ -28,11 +34,13 @@ from uel_helpers.attribution import (
     train_ssl,
 )
 
-pytestmark = [pytest.mark.effect, needs_fashion, pytest.mark.usefixtures("use_effect_cache")]
+pytestmark = [pytest.mark.effect, pytest.mark.slow, needs_fashion, pytest.mark.usefixtures("use_effect_cache")]
 
 N_PER_CLASS, POOL, POINTS, K, MODELS, MARGIN = 200, 60, 10, 51, 3, 2
 
 
+@pytest.mark.xfail(strict=True, reason="measured ESVM 2, l2knn 1, random 0 of 10 flipped: l2knn misses the margin of 2 "
+                                      "(see the module docstring)")
 def test_ssl_attribution_flips_more_than_random_removal():
     train_set = load_dataset("fashion-mnist", "train").take_per_class(N_PER_CLASS, seed=0)
     test_all = load_dataset("fashion-mnist", "test")
