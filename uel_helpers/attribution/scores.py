@@ -144,14 +144,23 @@ def attribute(train_features, train_labels, test_features, test_labels, method: 
             top = torch.argsort(-s, stable=True)[:k]
             out_idx[row], out_score[row] = c[top], s[top]
     else:
-        for row, t in enumerate(idx.tolist()):
-            c = candidates_for(int(yte[t]), ytr, k, label_conditioning)
-            if method == "l2knn":
-                s = -torch.cdist(te[t:t + 1], tr[c]).flatten()  # raw Euclidean, as the reference
-            else:
-                s = torch.nn.functional.cosine_similarity(te[t:t + 1], tr[c])
-            top = torch.argsort(-s, stable=True)[:k]
-            out_idx[row], out_score[row] = c[top], s[top]
+        # One distance matrix per class (or one for all, without conditioning), in chunks of test images: a
+        # thousand test images against 50,000 candidates is a few matrix products, not a thousand small ones.
+        groups = [int(y) for y in yte[idx].unique()] if label_conditioning else [None]
+        for label in groups:
+            rows = torch.arange(len(idx)) if label is None else (yte[idx] == label).nonzero().flatten()
+            c = candidates_for(int(yte[idx[rows[0]]]), ytr, k, label_conditioning)
+            cand = tr[c]
+            if method == "cosine":
+                cand = torch.nn.functional.normalize(cand, dim=1)
+            for chunk in rows.split(256):
+                q = te[idx[chunk]]
+                if method == "l2knn":
+                    s = -torch.cdist(q, cand)  # raw Euclidean, as the reference
+                else:
+                    s = torch.nn.functional.normalize(q, dim=1) @ cand.t()
+                top = torch.argsort(-s, dim=1, stable=True)[:, :k]
+                out_idx[chunk], out_score[chunk] = c[top], torch.gather(s, 1, top)
     return Attribution(method, out_idx, out_score, idx, label_conditioning, time.perf_counter() - t0)
 
 
