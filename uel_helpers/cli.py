@@ -257,6 +257,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     """Top-k attributed training images of chosen test images (papers/06): SSL features + esvm / l2knn / cosine,
     TRAK, or the random floor. Prints the first 10 per test image and saves all k (JSON) and a figure."""
     import matplotlib
+    import torch
 
     matplotlib.use("Agg")
     from .attribution import (
@@ -305,7 +306,7 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         f_test = extract_features(backbone.encoder, test_set.subset(args.test_index), device=args.device)
         labels = test_set.labels[args.test_index]
         att = attribute(f_train, train_set.labels, f_test, labels, args.method, k, conditioning)
-        att.test_indices = torch_tensor(args.test_index)
+        att.test_indices = torch.as_tensor(args.test_index, dtype=torch.int64)  # rows are these test images
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"attribution_{dataset.replace(':', '_').replace('/', '_')}_{args.method}"
@@ -323,12 +324,6 @@ def cmd_attribute(args: argparse.Namespace) -> int:
     stem.with_suffix(".png").write_bytes(figure_to_png(fig, dpi=100))
     print(f"wrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
     return 0
-
-
-def torch_tensor(values):
-    import torch
-
-    return torch.as_tensor(values, dtype=torch.int64)
 
 
 def cmd_notebooks(args: argparse.Namespace) -> int:

@@ -317,7 +317,9 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
     mean, std = channel_stats(train_set.images)
     net = build_model(config.arch, c, train_set.num_classes, (h, w))
     encoder = Encoder(net, mean, std)
-    feat_dim = int(encoder(torch.zeros(2, c, h, w)).shape[1])
+    with torch.no_grad():  # eval mode: probing the width must not move BatchNorm's running statistics
+        feat_dim = int(encoder.eval()(torch.zeros(1, c, h, w)).shape[1])
+    encoder.train()
     head, criterion = _build_heads(config, feat_dim)
     encoder, head, criterion = encoder.to(dev), head.to(dev), criterion.to(dev)
     key_encoder = key_head = None
