@@ -1,4 +1,4 @@
-"""Cost of data attribution with SSL features (notebook 06, papers/06): scoring, SSL epochs, one retraining.
+"""Cost of data attribution with SSL features (notebook 06, arXiv 2311.03386): scoring, SSL epochs, one retraining.
 
 1. Scoring T test images against N training features of dimension D (default: CIFAR-10's 50,000 x 512, 1,000
    test images; label conditioning on, so 5,000 candidates per test image): l2knn (one distance computation) and

@@ -11,7 +11,7 @@
 # prediction on one image is most impacted by visually similar training samples".
 #
 # The paper's support numbers, flip percentages, cost table and ImageNet results were **not available** to us
-# (`papers/06` §0): nothing below is compared with a published number; everything is measured here.
+# (the paper's repository and text give none we could use): nothing below is compared with a published number; everything is measured here.
 #
 # **Expected run time** (whole notebook, Fashion-MNIST, 1 channel):
 #
@@ -123,7 +123,7 @@ print(settings)
 # The cost: one SSL training (shared by every test image) plus one distance computation or one small SVM per test
 # image. Datamodels need hundreds of thousands of trainings; TRAK needs gradients of many checkpoints.
 #
-# **How an attribution is judged** (papers/06 §3): the *removal support* of a test image is the smallest $m$ such
+# **How an attribution is judged** (`counterfactual_search.py` of vasusingla/simple-data-attribution@d2016b4): the *removal support* of a test image is the smallest $m$ such
 # that retraining without its top-$m$ attributed images flips the prediction (at most half of $n$ retrained models
 # still right), found by bisection over the top-$k$ list; $-1$ when removing all $k$ does not flip it. *Mislabel
 # support* relabels the top-$m$ to the second most likely class instead of removing them. Smaller support = a
@@ -170,7 +170,7 @@ print(f"features: train {tuple(f_train.shape)}, test pool {tuple(f_pool.shape)};
 # ## 5. Which test images: ones the full-data models get right
 #
 # The counterfactual judge is the profile's retraining recipe (`resnet9-cf` at `paper`: ResNet-9, 24 epochs,
-# papers/06 §3.3; `cf-quick` on a CPU: a tiny CNN, 12 epochs). A test image the models already misclassify has
+# the reference's `train_utils.py`; `cf-quick` on a CPU: a tiny CNN, 12 epochs). A test image the models already misclassify has
 # nothing to flip, so we draw the test points among those all models classify correctly (the reference draws at
 # random).
 

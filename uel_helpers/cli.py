@@ -254,7 +254,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_attribute(args: argparse.Namespace) -> int:
-    """Top-k attributed training images of chosen test images (papers/06): SSL features + esvm / l2knn / cosine,
+    """Top-k attributed training images of chosen test images (arXiv 2311.03386): SSL features + esvm / l2knn / cosine,
     TRAK, or the random floor. Prints the first 10 per test image and saves all k (JSON) and a figure."""
     import matplotlib
     import torch

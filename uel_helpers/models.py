@@ -185,7 +185,7 @@ class SmallCNN(nn.Module):
 class TinyCNN(nn.Module):
     """A stride-2 stem, then conv(2w) -> pool -> conv(4w) -> global pool -> linear (w = 16: 25 k parameters).
     About 15x fewer multiply-adds than SmallCNN on 28x28 images: the quick counterfactual retraining, which trains
-    hundreds of times (papers/06 §3; benchmarks/RESULTS.md, bench_attribution)."""
+    hundreds of times (arXiv 2311.03386's removal support; benchmarks/RESULTS.md, bench_attribution)."""
 
     def __init__(self, in_channels: int = 1, num_classes: int = 10, width: int = 16) -> None:
         super().__init__()
@@ -226,7 +226,8 @@ class Residual(nn.Module):
 
 
 class ResNet9(nn.Module):
-    """The retraining net of "A Simple and Efficient Baseline for Data Attribution on Images" (papers/06 §3.3):
+    """The retraining net of "A Simple and Efficient Baseline for Data Attribution on Images" (vasusingla/simple-data-attribution@d2016b4
+    `models/resnet.py`):
     conv_bn(c->64) -> conv_bn(64->128, k5, s2, p2) -> Residual(2x conv_bn 128) -> conv_bn(128->256) -> MaxPool2
     -> Residual(2x conv_bn 256) -> conv_bn(256->128, k3, p0) -> AdaptiveMaxPool(1) -> Linear(128, classes, no bias)
     -> x 0.2. Input: N x c x H x W floats, H, W >= 12 (the unpadded last conv needs a 3x3 map)."""

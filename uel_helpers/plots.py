@@ -681,7 +681,7 @@ def _attribution_label(att) -> str:
 def render_attribution(train_set: ImageSet, test_set: ImageSet, attributions, test_index: int, top: int = 10,
                        title: str | None = None) -> Figure:
     """The test image and, one row per attribution, its `top` most attributed training images with rank, training
-    index, class and score (papers/06 §2). attributions: one `attribution.Attribution` or a sequence of them, each
+    index, class and score (arXiv 2311.03386). attributions: one `attribution.Attribution` or a sequence of them, each
     computed with `test_index` among its test_indices. Raises ValueError when one of them did not attribute it."""
     atts = [attributions] if hasattr(attributions, "indices") else list(attributions)
     if not atts:

@@ -1,6 +1,7 @@
 """Self-supervised backbones (SimCLR, MoCo v2) trained on the training set itself, and their features.
 
-The attribution paper (papers/06 §1) trains its SSL models with Lightly's CIFAR-10 benchmark code; we use the
+The attribution paper (Singla et al. 2023, arXiv 2311.03386) trains its SSL models with Lightly's CIFAR-10
+benchmark code (vasusingla/simple-data-attribution@d2016b4 `self_supervised_models/train_ssl.py`); we use the
 `lightly` library for what it does there (losses, projection heads, the MoCo memory bank and momentum update, the
 SimCLR two-view augmentation) and keep the training loop ours: cached by configuration, checkpointed every epoch
 and resumed, a progress bar, mixed precision on CUDA, and a kNN monitor (k = 200, t = 0.1) per epoch.
@@ -48,7 +49,7 @@ def _lightly():
 
 @dataclass(frozen=True)
 class SSLConfig:
-    """How an SSL backbone is trained. Defaults: the paper's (papers/06 §1): MoCo v2 on a CIFAR ResNet-18, batch 512,
+    """How an SSL backbone is trained. Defaults: the paper's (vasusingla/simple-data-attribution@d2016b4 `self_supervised_models/train_ssl.py`): MoCo v2 on a CIFAR ResNet-18, batch 512,
     SGD lr 6e-2 x batch/128, momentum 0.9, wd 5e-4, cosine schedule; MoCo memory bank 4096, temperature 0.1,
     momentum 0.99, symmetric loss; SimCLR's temperature is lightly's default 0.5; kNN monitor k = 200, t = 0.1;
     Lightly's SimCLR augmentation without blur. The reference trains 800 epochs (~10-13 A6000-hours); our `paper`
@@ -99,7 +100,7 @@ class SSLConfig:
         return replace(self, **changes)
 
 
-# Profiles (DESIGN.md): smoke = seconds; quick = 2 CPU cores, minutes; paper = the reference's recipe at 200 epochs.
+# Profiles (uel_helpers.profiles): smoke = seconds; quick = 2 CPU cores, minutes; paper = the reference's recipe at 200 epochs.
 SSL_PROFILES: dict[str, SSLConfig] = {
     "smoke": SSLConfig(method="moco", arch="tinycnn", epochs=2, batch_size=64, memory_bank=128),
     "quick": SSLConfig(method="moco", arch="resnet10-w16", epochs=20, batch_size=128, memory_bank=1024),
@@ -244,7 +245,7 @@ def extract_features(encoder: nn.Module, images: ImageSet | torch.Tensor, batch_
 
 def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
                  test_labels: torch.Tensor, k: int = 200, t: float = 0.1) -> float:
-    """Weighted kNN accuracy in [0, 1] on L2-normalised features (the SSL monitor, papers/06 §1: k = 200, t = 0.1),
+    """Weighted kNN accuracy in [0, 1] on L2-normalised features (the SSL monitor of `train_ssl.py`: k = 200, t = 0.1),
     computed with lightly's `knn_predict`."""
     knn_predict = _lightly()["knn_predict"]
     bank = F.normalize(train_features.float(), dim=1).t().contiguous()
@@ -382,7 +383,7 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
                 if key_encoder is not None:
                     with torch.no_grad():
                         k1, k2 = key_head(key_encoder(v1)), key_head(key_encoder(v2))
-                    # symmetric loss (papers/06 §1): each view's query against the other view's key
+                    # symmetric loss (as `train_ssl.py`'s MoCo): each view's query against the other view's key
                     loss = 0.5 * (criterion(q1.float(), k2.float()) + criterion(q2.float(), k1.float()))
                 else:
                     loss = criterion(q1.float(), q2.float())

@@ -1,4 +1,5 @@
-"""Counterfactual evaluation of an attribution: removal support and mislabel support (papers/06 §3).
+"""Counterfactual evaluation of an attribution: removal support and mislabel support
+(Singla et al. 2023, arXiv 2311.03386; vasusingla/simple-data-attribution@d2016b4 `counterfactual_search.py`).
 
 Removal support of a test image: the smallest m such that retraining without its top-m attributed training images
 flips the prediction, found by bisection over the top-k list; a flip means that at most half of n freshly trained
@@ -30,7 +31,7 @@ SUPPORT_KINDS = ("removal", "mislabel")
 
 
 def binary_search_support(flipped: Callable[[int], bool], k: int, budget: int) -> int:
-    """The reference's search (papers/06 §3.1): -1 if `flipped(k)` is False, else bisection over m in (0, k] with
+    """The reference's search (`counterfactual_search.py`): -1 if `flipped(k)` is False, else bisection over m in (0, k] with
     `budget` steps, returning the smallest m seen to flip (exact when budget >= ceil(log2 k) and `flipped` is
     monotone; else within k / 2**budget)."""
     if k < 1 or budget < 0:
@@ -144,7 +145,7 @@ class Counterfactual:
         return probs
 
     def vote(self, test_pos: int, changed: Sequence[int] = (), relabel_to: int | None = None) -> float:
-        """Fraction of the n models that classify test image `test_pos` correctly (papers/06 §3.1)."""
+        """Fraction of the n models that classify test image `test_pos` correctly (`counterfactual_search.py`)."""
         t = self._check_test_pos(test_pos)
         y = int(self.test_set.labels[t])
         return sum(int(self.probabilities(changed, relabel_to, s)[t].argmax()) == y
@@ -155,7 +156,7 @@ class Counterfactual:
 
     def flip_class(self, test_pos: int) -> int:
         """The mislabel target: the second most likely class by mean probability of the full-data models, or the
-        most likely one when the second is the true class (papers/06 §3.2)."""
+        most likely one when the second is the true class (`counterfactual_search.py --flip-class`; we use mean probabilities)."""
         t = self._check_test_pos(test_pos)
         mean = torch.stack([self.probabilities((), None, s)[t] for s in range(self.n_models)]).mean(0)
         order = torch.argsort(mean, descending=True, stable=True).tolist()
@@ -181,7 +182,7 @@ class Counterfactual:
 def correctly_classified(cf: Counterfactual, n: int, seed: int = 0) -> list[int]:
     """`n` random positions of `cf.test_set` that every full-data model classifies correctly (a point the models
     already get wrong has nothing to flip); ValueError when fewer exist. Our choice: the reference draws test points
-    at random (papers/06 §3.1)."""
+    at random (its README)."""
     ok = [p for p in range(len(cf.test_set)) if cf.vote(p) == 1.0]
     if len(ok) < n:
         raise ValueError(f"n={n}: only {len(ok)} of the {len(cf.test_set)} candidate test images are classified "

@@ -1,10 +1,11 @@
-"""Feature-space attribution: rank training images for each test image (papers/06 §2).
+"""Feature-space attribution: rank training images for each test image (Singla et al. 2023, arXiv
+2311.03386; vasusingla/simple-data-attribution@d2016b4 `features_to_topk_matrix.py`).
 
 `l2knn`: raw Euclidean distance (no normalisation), closest first, as the reference. `esvm`: one exemplar SVM per test
 image, `LinearSVC(class_weight="balanced", C=0.1, max_iter=10000, tol=1e-6)` fit on [test feature; candidates] with
 labels [1, 0, ..., 0]; candidates ranked by decision value, highest first. `cosine` is a labelled variant, not the
 paper's. With label conditioning (the default) the candidates are the training images of the test image's true
-class. Scores are rankings only (§2.4): the output is the top-k training indices per test image.
+class. Scores are rankings only (the reference keeps no magnitudes): the output is the top-k training indices per test image.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 
 METHODS = ("esvm", "l2knn", "cosine")
-ESVM_C = 0.1  # papers/06 §2: LinearSVC(class_weight="balanced", C=0.1, max_iter=10000, tol=1e-6)
+ESVM_C = 0.1  # features_to_topk_matrix.py: LinearSVC(class_weight="balanced", C=0.1, max_iter=10000, tol=1e-6)
 
 
 @dataclass
@@ -117,7 +118,7 @@ def attribute(train_features, train_labels, test_features, test_labels, method: 
 
     train_features: float (N, D); train_labels: int (N,); test_features: float (T, D); test_labels: int (T,), the
     test images' true labels (label conditioning uses them, as the reference). test_indices: which test images to
-    attribute (default all). k: paper 1280 (papers/06 §2.3). ESVM fits run in parallel over test images (joblib,
+    attribute (default all). k: paper 1280 (`features_to_topk_matrix.py`). ESVM fits run in parallel over test images (joblib,
     `n_jobs`); each is independent.
     Raises ValueError for an unknown method, mismatched feature dimensions, test indices out of range, or k larger
     than the candidates (a class's training images, with label conditioning).

@@ -1,4 +1,5 @@
-"""TRAK (MadryLab's `traker` package) as a baseline on the same evaluation (papers/06 §4, §4.1).
+"""TRAK (MadryLab's `traker` package) as a baseline on the same evaluation (Park et al. 2023, arXiv 2303.14186;
+traker 0.3.2 = MadryLab/trak@35f8446).
 
 TRAK scores every training image for every target with gradients of M trained checkpoints, randomly projected to
 `proj_dim`; we convert its (N_train, T) scores to the same class-conditioned top-k lists as ESVM and l2knn. The
