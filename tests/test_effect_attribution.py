@@ -1,5 +1,6 @@
-"""Effect test for data attribution with SSL features (arXiv 2311.03386): removing a test image's top-k training images by
-ESVM or l2knn in the SSL backbone's feature space flips its prediction more often than removing k random training
+"""Effect test for data attribution with SSL features (arXiv 2311.03386): removing a test image's top-k training
+images by ESVM or l2knn in the SSL backbone's feature space flips its prediction more often than removing k random
+training
 images of its class (the paper's claim: a prediction is most affected by visually similar training images).
 
 Setting (fixed before measuring): Fashion-MNIST, 200 training images per class (seed 0); the `quick` SSL backbone

@@ -226,8 +226,8 @@ class Residual(nn.Module):
 
 
 class ResNet9(nn.Module):
-    """The retraining net of "A Simple and Efficient Baseline for Data Attribution on Images" (vasusingla/simple-data-attribution@d2016b4
-    `models/resnet.py`):
+    """The retraining net of "A Simple and Efficient Baseline for Data Attribution on Images"
+    (vasusingla/simple-data-attribution@d2016b4 `models/resnet.py`):
     conv_bn(c->64) -> conv_bn(64->128, k5, s2, p2) -> Residual(2x conv_bn 128) -> conv_bn(128->256) -> MaxPool2
     -> Residual(2x conv_bn 256) -> conv_bn(256->128, k3, p0) -> AdaptiveMaxPool(1) -> Linear(128, classes, no bias)
     -> x 0.2. Input: N x c x H x W floats, H, W >= 12 (the unpadded last conv needs a 3x3 map)."""

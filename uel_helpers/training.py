@@ -157,8 +157,9 @@ PROTOCOLS: dict[str, Protocol] = {
     # at most 24 epochs (the papers' victims reach ~100% training accuracy; benchmarks/RESULTS.md: ~2 min on 2 cores).
     "quick": Protocol("quick", "resnet10-w16", epochs=24, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4,
                       schedule="fit", fit_acc=0.99, fit_extra=8, lr_end=0.0, crop_padding=4),
-    # Counterfactual retraining of the data-attribution paper (arXiv 2311.03386; vasusingla/simple-data-attribution@d2016b4 `train_utils.py`): ResNet-9, SGD lr 0.5 momentum 0.9
-    # wd 5e-4, batch 512, 24 epochs, lr 0 -> 1 at epoch 5 -> 0 at 24 (per step), label smoothing 0.1, flip +
+    # Counterfactual retraining of the data-attribution paper (arXiv 2311.03386;
+    # vasusingla/simple-data-attribution@d2016b4 `train_utils.py`): ResNet-9, SGD lr 0.5 momentum 0.9, wd 5e-4, batch
+    # 512, 24 epochs, lr 0 -> 1 at epoch 5 -> 0 at 24 (per step), label smoothing 0.1, flip +
     # translate 2 + cutout 8. Differences, stated: our cutout fills 0 (the reference fills the mean) and an epoch is
     # n // 512 steps of the remaining set (the reference keeps 50000 // 512 steps after removals).
     "resnet9-cf": Protocol("resnet9-cf", "resnet9", epochs=24, batch_size=512, lr=0.5, momentum=0.9,

@@ -1,4 +1,5 @@
-"""Data attribution with self-supervised features (Singla et al., arXiv 2311.03386, code vasusingla/simple-data-attribution@d2016b4: "A Simple and Efficient Baseline
+"""Data attribution with self-supervised features (Singla et al., arXiv 2311.03386, code
+vasusingla/simple-data-attribution@d2016b4: "A Simple and Efficient Baseline
 for Data Attribution on Images").
 
     backbone        SimCLR / MoCo v2 trained on the training set (lightly), features, kNN monitor

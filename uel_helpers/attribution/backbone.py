@@ -49,7 +49,9 @@ def _lightly():
 
 @dataclass(frozen=True)
 class SSLConfig:
-    """How an SSL backbone is trained. Defaults: the paper's (vasusingla/simple-data-attribution@d2016b4 `self_supervised_models/train_ssl.py`): MoCo v2 on a CIFAR ResNet-18, batch 512,
+    """How an SSL backbone is trained. Defaults: the paper's
+    (vasusingla/simple-data-attribution@d2016b4 `self_supervised_models/train_ssl.py`): MoCo v2 on a CIFAR ResNet-18,
+    batch 512,
     SGD lr 6e-2 x batch/128, momentum 0.9, wd 5e-4, cosine schedule; MoCo memory bank 4096, temperature 0.1,
     momentum 0.99, symmetric loss; SimCLR's temperature is lightly's default 0.5; kNN monitor k = 200, t = 0.1;
     Lightly's SimCLR augmentation without blur. The reference trains 800 epochs (~10-13 A6000-hours); our `paper`
@@ -100,7 +102,8 @@ class SSLConfig:
         return replace(self, **changes)
 
 
-# Profiles (uel_helpers.profiles): smoke = seconds; quick = 2 CPU cores, minutes; paper = the reference's recipe at 200 epochs.
+# Profiles (uel_helpers.profiles): smoke = seconds; quick = 2 CPU cores, minutes; paper = the reference's recipe,
+# 200 epochs.
 SSL_PROFILES: dict[str, SSLConfig] = {
     "smoke": SSLConfig(method="moco", arch="tinycnn", epochs=2, batch_size=64, memory_bank=128),
     "quick": SSLConfig(method="moco", arch="resnet10-w16", epochs=20, batch_size=128, memory_bank=1024),

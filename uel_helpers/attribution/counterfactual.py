@@ -31,8 +31,9 @@ SUPPORT_KINDS = ("removal", "mislabel")
 
 
 def binary_search_support(flipped: Callable[[int], bool], k: int, budget: int) -> int:
-    """The reference's search (`counterfactual_search.py`): -1 if `flipped(k)` is False, else bisection over m in (0, k] with
-    `budget` steps, returning the smallest m seen to flip (exact when budget >= ceil(log2 k) and `flipped` is
+    """The reference's search (`counterfactual_search.py`): -1 if `flipped(k)` is False, else bisection over m in
+    (0, k] with `budget` steps, returning the smallest m seen to flip (exact when budget >= ceil(log2 k) and
+    `flipped` is
     monotone; else within k / 2**budget)."""
     if k < 1 or budget < 0:
         raise ValueError(f"binary_search_support: need k >= 1 and budget >= 0, got k={k}, budget={budget}")
@@ -156,7 +157,8 @@ class Counterfactual:
 
     def flip_class(self, test_pos: int) -> int:
         """The mislabel target: the second most likely class by mean probability of the full-data models, or the
-        most likely one when the second is the true class (`counterfactual_search.py --flip-class`; we use mean probabilities)."""
+        most likely one when the second is the true class (`counterfactual_search.py --flip-class`; we use mean
+        probabilities)."""
         t = self._check_test_pos(test_pos)
         mean = torch.stack([self.probabilities((), None, s)[t] for s in range(self.n_models)]).mean(0)
         order = torch.argsort(mean, descending=True, stable=True).tolist()

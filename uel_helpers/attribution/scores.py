@@ -5,7 +5,8 @@
 image, `LinearSVC(class_weight="balanced", C=0.1, max_iter=10000, tol=1e-6)` fit on [test feature; candidates] with
 labels [1, 0, ..., 0]; candidates ranked by decision value, highest first. `cosine` is a labelled variant, not the
 paper's. With label conditioning (the default) the candidates are the training images of the test image's true
-class. Scores are rankings only (the reference keeps no magnitudes): the output is the top-k training indices per test image.
+class. Scores are rankings only (the reference keeps no magnitudes): the output is the top-k training indices per
+test image.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ def attribute(train_features, train_labels, test_features, test_labels, method: 
 
     train_features: float (N, D); train_labels: int (N,); test_features: float (T, D); test_labels: int (T,), the
     test images' true labels (label conditioning uses them, as the reference). test_indices: which test images to
-    attribute (default all). k: paper 1280 (`features_to_topk_matrix.py`). ESVM fits run in parallel over test images (joblib,
-    `n_jobs`); each is independent.
+    attribute (default all). k: paper 1280 (`features_to_topk_matrix.py`). ESVM fits run in parallel over test
+    images (joblib, `n_jobs`); each is independent.
     Raises ValueError for an unknown method, mismatched feature dimensions, test indices out of range, or k larger
     than the candidates (a class's training images, with label conditioning).
     """

@@ -11,9 +11,10 @@ from .trak_baseline import TrakSettings
 @dataclass(frozen=True)
 class AttributionSettings:
     """n_per_class: training images per class (None = all). k: top-k list length (paper 1280 of 5,000 per class,
-    vasusingla/simple-data-attribution@d2016b4 `features_to_topk_matrix.py`; smaller profiles keep the same fraction of a class). test_points drawn from a pool of test_pool
-    test images that the full-data models classify correctly. n_models per vote and bisection budget: the reference's README
-    (README: 5 models, budget 7). cf_protocol: the retraining recipe (`train_utils.py` at paper)."""
+    vasusingla/simple-data-attribution@d2016b4 `features_to_topk_matrix.py`; smaller profiles keep the same
+    fraction of a class). test_points drawn from a pool of test_pool test images that the full-data models classify
+    correctly. n_models per vote and bisection budget: the reference's README (5 models, budget 7). cf_protocol: the
+    retraining recipe (`train_utils.py` at paper)."""
 
     n_per_class: int | None
     k: int
