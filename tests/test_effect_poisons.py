@@ -65,7 +65,7 @@ DOES_NOT_REPRODUCE = {
     "ar-linf": "AR L-inf 8/255 (released CIFAR-10 processes, grey-as-RGB): 76.70%, 13 points below clean; weaker "
                "than AR L2 here, as the L2 version is at this scale",
     "random-noise-classwise": "class-wise random noise 8/255: 70.95%, 19 points below clean, short of the 26.6 the "
-                              "criterion asks; the judge learns the classes through the fixed per-class colour",
+                              "criterion asks (a shortcut the judge takes only in part at this scale)",
 }
 
 
