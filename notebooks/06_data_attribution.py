@@ -165,6 +165,9 @@ f_train = extract_features(backbone.encoder, train_set, device=cfg.device)
 f_pool = extract_features(backbone.encoder, pool, device=cfg.device)
 print(f"features: train {tuple(f_train.shape)}, test pool {tuple(f_pool.shape)}; SSL time "
       f"{sum(backbone.history.seconds):.0f} s (0 when loaded from the cache)")
+if backbone.history.knn_acc:
+    print(f"kNN accuracy on the pool: first epoch {100 * backbone.history.knn_acc[0]:.1f}%, last "
+          f"{100 * backbone.history.knn_acc[-1]:.1f}% (chance {100 / train_set.num_classes:.0f}%)")
 
 # %% [markdown]
 # ## 5. Which test images: ones the full-data models get right
