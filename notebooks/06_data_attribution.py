@@ -247,7 +247,7 @@ store = {"esvm": f_train.numel() * 4, "l2knn": f_train.numel() * 4, "random": 0,
 print(f"{'method':30s} {'support':9s} {'flipped':>8s} {'median m':>9s} {'retrained':>10s} {'attribution s':>14s} "
       f"{'stores (MB)':>11s}")
 for r in table:
-    med = "—" if r["median_support"] is None else f"{r['median_support']:.0f}"
+    med = "k check" if r["budget"] == 0 else "—" if r["median_support"] is None else f"{r['median_support']:.0f}"
     print(f"{r['method']:30s} {r['kind']:9s} {r['flipped']:>4d}/{r['points']:<3d} {med:>9s} {r['retrainings']:>10d} "
           f"{cost.get(r['method'], 0):>14.1f} {store.get(r['method'], 0) / 2**20:>11.2f}")
 print("attribution s: SSL training + scoring for esvm/l2knn (the backbone is shared), featurize + score for TRAK "

@@ -225,3 +225,15 @@ def test_correctly_classified_says_when_too_few(digits_small, tmp_path):
     cf = Counterfactual(tr, te, "smoke", n_models=1, cache_root=str(tmp_path))
     with pytest.raises(ValueError, match="n=4: only .* of the 3 candidate test images"):
         correctly_classified(cf, 4)
+
+
+def test_support_table_leaves_the_median_open_for_a_full_k_check_only():
+    from uel_helpers.attribution import SupportResult
+
+    rows = [SupportResult("m", "removal", p, 50, s, None, 3, 0.0, budget=b) for p, s, b in
+            [(0, 50, 0), (1, -1, 0), (2, 50, 0)]]
+    table = support_table(rows)[0]
+    assert table["flipped"] == 2 and table["median_support"] is None and table["budget"] == 0
+    bisected = support_table([SupportResult("m", "removal", 0, 50, 12, None, 3, 0.0, budget=3),
+                              SupportResult("m", "removal", 1, 50, 20, None, 3, 0.0, budget=3)])[0]
+    assert bisected["median_support"] == 16

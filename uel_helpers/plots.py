@@ -728,7 +728,8 @@ def support_figure(rows: Sequence[Mapping], title: str = "") -> Figure:
         vals = [100 * r["flipped_frac"] for r in rs]
         bars = ax.bar(names, vals, color="tab:blue")
         for b, r in zip(bars, rs, strict=True):
-            med = "—" if r["median_support"] is None else f"median {r['median_support']:.0f}"
+            med = ("full-k check" if not r.get("budget", 1) else
+                   "—" if r["median_support"] is None else f"median {r['median_support']:.0f}")
             ax.text(b.get_x() + b.get_width() / 2, b.get_height() + 1, f"{r['flipped']}/{r['points']}\n{med}",
                     ha="center", va="bottom", fontsize=7)
         ax.set_ylim(0, 115)

@@ -67,6 +67,7 @@ class SupportResult:
     flip_class: int | None    # mislabel support only
     retrainings: int          # trainings actually run (cache misses)
     seconds: float
+    budget: int = 0           # bisection steps; 0 = the full-k check only (support is then k or -1)
 
     @property
     def flipped(self) -> bool:
@@ -178,7 +179,7 @@ class Counterfactual:
         target = self.flip_class(t) if kind == "mislabel" else None
         m = binary_search_support(lambda m: self.flipped(t, ranked[:m], target), len(ranked), budget)
         return SupportResult(method, kind, t, len(ranked), m, target, self.retrainings - before,
-                             time.perf_counter() - t0)
+                             time.perf_counter() - t0, budget)
 
 
 def correctly_classified(cf: Counterfactual, n: int, seed: int = 0) -> list[int]:
@@ -220,13 +221,15 @@ def evaluate_support(cf: Counterfactual, attributions: Mapping[str, Attribution]
 
 
 def support_table(results: Sequence[SupportResult]) -> list[dict]:
-    """Per (method, kind): test points, fraction flipped within k, median support of the flipped, retrainings, s."""
+    """Per (method, kind): test points, fraction flipped within k, median support of the flipped (None with budget 0:
+    only the full-k check ran, so the support is not resolved), bisection budget, retrainings, seconds."""
     rows = []
     for method, kind in dict.fromkeys((r.method, r.kind) for r in results):
         rs = [r for r in results if r.method == method and r.kind == kind]
         flipped = [r.support for r in rs if r.flipped]
         rows.append({"method": method, "kind": kind, "points": len(rs), "k": rs[0].k,
                      "flipped": len(flipped), "flipped_frac": len(flipped) / len(rs),
-                     "median_support": statistics.median(flipped) if flipped else None,
+                     "budget": max(r.budget for r in rs),
+                     "median_support": statistics.median(flipped) if flipped and rs[0].budget > 0 else None,
                      "retrainings": sum(r.retrainings for r in rs), "seconds": sum(r.seconds for r in rs)})
     return rows
