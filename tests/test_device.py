@@ -77,3 +77,19 @@ def test_notebook_data_and_attack_params():
     if fashion_available:
         data, train_set, _ = notebook_data("fashion-mnist", 3, as_rgb=False)
         assert data == DataSpec("fashion-mnist", 3, as_rgb=False) and len(train_set) == 30
+
+
+def test_optimizer_step_steps_and_clips():
+    import torch
+
+    from uel_helpers.device import OptimizerStep
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.ones(3))
+    opt = torch.optim.SGD([w], lr=1.0)
+    stepper = OptimizerStep(opt, torch.device("cpu"), grad_clip=0.5)
+    assert stepper.scaler is None  # no fp16 autocast on a CPU
+    stepper.step((w * torch.tensor([30.0, 40.0, 0.0])).sum())  # gradient (30, 40, 0), norm 50 -> clipped to 0.5
+    assert torch.allclose(w.detach(), torch.tensor([1 - 0.3, 1 - 0.4, 1.0]), atol=1e-6)
+    stepper.step((w * 0).sum())  # gradients are zeroed before each backward
+    assert torch.allclose(w.detach(), torch.tensor([0.7, 0.6, 1.0]), atol=1e-6)

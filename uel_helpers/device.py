@@ -139,3 +139,33 @@ def deterministic_backend(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
+
+
+class OptimizerStep:
+    """One optimiser step from a loss: zero the gradients, backward (loss-scaled when autocast runs in float16, i.e.
+    `amp` on a CUDA GPU without bfloat16), optional gradient-norm clip, step. Shared by every training loop of the
+    package (judges, surrogates, SSL backbones, ProtoNets) so that mixed precision is done one way."""
+
+    def __init__(self, opt: torch.optim.Optimizer, device: torch.device, amp: bool = True,
+                 grad_clip: float | None = None) -> None:
+        self.opt = opt
+        self.grad_clip = grad_clip
+        self.params = [p for g in opt.param_groups for p in g["params"]]
+        fp16 = amp and amp_dtype(torch.device(device)) == torch.float16
+        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
+
+    def step(self, loss: torch.Tensor) -> None:
+        self.opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if self.grad_clip:
+                self.scaler.unscale_(self.opt)
+                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if self.grad_clip:
+                torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+            self.opt.step()
+

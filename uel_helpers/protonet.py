@@ -28,7 +28,7 @@ from torch import nn
 
 from .cache import atomic_write, cache_path, tensor_fingerprint
 from .data import ImageSet, decode_images
-from .device import amp_dtype, autocast, make_generator, pick_device, seed_everything
+from .device import OptimizerStep, autocast, make_generator, pick_device, seed_everything
 from .profiles import resolve_profile
 from .progress import progress
 from .training import random_crop, random_flip
@@ -552,8 +552,7 @@ def train_protonet(train_set: ImageSet, settings: ProtoSettings | None = None, *
                           nesterov=s.nesterov)
     aug_gen = make_generator(seed + 7_919, dev)
     images = train_set.images.to(dev)  # uint8 on the device; episodes are gathered and decoded there
-    use_scaler = dev.type == "cuda" and s.amp and amp_dtype(dev) == torch.float16  # fp16 (T4) needs loss scaling
-    scaler = torch.amp.GradScaler("cuda") if use_scaler else None
+    stepper = OptimizerStep(opt, dev, amp=s.amp)  # fp16 autocast (e.g. a T4) gets loss scaling
     hist, start, best, best_state = ProtoHistory(), 0, -1.0, None
     partial = path.with_suffix(".partial.pt")
     if cache and partial.exists():
@@ -581,14 +580,7 @@ def train_protonet(train_set: ImageSet, settings: ProtoSettings | None = None, *
         for _ in range(s.steps_per_epoch):
             ep = sampler.sample(s.episodes_per_step)
             loss, ce, mse, acc = _episode_loss(model, images, train_set.meta, ep, s.lambda_r, s, aug_gen, dev, s.amp)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            stepper.step(loss)
             sums += [float(loss.detach()), float(ce.detach()), float(mse.detach()), float(acc)]
             bar.update(1)
         means = sums / s.steps_per_epoch

@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .data import ImageSet, decode_affine, decode_images
-from .device import amp_dtype, autocast, make_generator, pick_device, seed_everything
+from .device import OptimizerStep, autocast, make_generator, pick_device, seed_everything
 from .models import MODELS, FastNet, build_model
 from .profiles import resolve_profile
 from .progress import progress
@@ -594,8 +594,7 @@ def train(
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=proto.lr, momentum=proto.momentum, nesterov=proto.nesterov and proto.momentum > 0,
                           weight_decay=proto.weight_decay)
-    use_scaler = amp_dtype(dev) == torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if dev.type == "cuda" else None
+    stepper = OptimizerStep(opt, dev, grad_clip=proto.grad_clip)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=proto.label_smoothing)
 
     n = len(train_set)
@@ -630,19 +629,7 @@ def train(
             with autocast(dev):
                 logits = net(xb)
                 loss = mixed_loss(loss_fn, logits.float(), yb, yb_mix, lam)
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None and use_scaler:
-                scaler.scale(loss).backward()
-                if proto.grad_clip:
-                    scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(params, proto.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                if proto.grad_clip:
-                    nn.utils.clip_grad_norm_(params, proto.grad_clip)
-                opt.step()
+            stepper.step(loss)
             step += 1
             tot_loss += loss.detach() * len(idx)
             tot_correct += mixed_correct(logits.detach(), yb, yb_mix, lam)

@@ -21,7 +21,7 @@ from torch import nn
 
 from ..cache import atomic_write, cache_path, tensor_fingerprint
 from ..data import ImageSet, decode_images
-from ..device import autocast, pick_device, seed_everything
+from ..device import OptimizerStep, autocast, pick_device, seed_everything
 from ..models import build_model
 from ..profiles import resolve_profile
 from ..progress import progress
@@ -362,8 +362,7 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
     loader = torch.utils.data.DataLoader(views, batch_size=config.batch_size, shuffle=True, drop_last=True,
                                          num_workers=config.num_workers, generator=loader_gen,
                                          persistent_workers=config.num_workers > 0)
-    use_scaler = dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_scaler) if use_scaler else None
+    stepper = OptimizerStep(opt, dev)
     ident = SSLBackbone(encoder, config, tensor_fingerprint(train_set.images), seed, hist).identity()
     bar = progress(total=config.epochs, initial=start_epoch, desc=f"SSL {config.method} ({config.arch})",
                    unit="epoch", quiet=quiet, leave=True)
@@ -390,14 +389,7 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
                     loss = 0.5 * (criterion(q1.float(), k2.float()) + criterion(q2.float(), k1.float()))
                 else:
                     loss = criterion(q1.float(), q2.float())
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                opt.step()
+            stepper.step(loss)
             total += float(loss.detach()) * len(v1)
             seen += len(v1)
         sched.step()

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..data import ImageSet
-from ..device import amp_dtype, autocast
+from ..device import OptimizerStep, amp_dtype, autocast
 from ..models import MODELS, FastNet, build_model
 from ..training import Normalize, channel_stats
 
@@ -99,31 +99,7 @@ def sgd(model: nn.Module, lr: float, momentum: float = 0.9, weight_decay: float 
                            nesterov=nesterov and momentum > 0)
 
 
-class SGDStepper:
-    """One optimiser step from a loss: backward (scaled for fp16), optional grad-norm clip, step."""
-
-    def __init__(self, opt: torch.optim.Optimizer, device: torch.device, amp: bool, grad_clip: float | None = None
-                 ) -> None:
-        self.opt = opt
-        self.grad_clip = grad_clip
-        self.params = [p for g in opt.param_groups for p in g["params"]]
-        fp16 = amp and amp_dtype(device) == torch.float16
-        self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
-
-    def step(self, loss: torch.Tensor) -> None:
-        self.opt.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            if self.grad_clip:
-                self.scaler.unscale_(self.opt)
-                nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-            self.scaler.step(self.opt)
-            self.scaler.update()
-        else:
-            loss.backward()
-            if self.grad_clip:
-                nn.utils.clip_grad_norm_(self.params, self.grad_clip)
-            self.opt.step()
+SGDStepper = OptimizerStep  # the name this module used before the step moved to `device` (kept for imports)
 
 
 def multistep_milestones(epochs: int) -> tuple[int, ...]:
