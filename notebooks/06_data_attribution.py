@@ -18,7 +18,7 @@
 # | profile | machine | run time | memory |
 # |---|---|---|---|
 # | `smoke` | 2-core CPU | measured under `pytest` in CI (digits or 20 images per class); see the CI log | < 2 GB RAM |
-# | `quick` | 2-core CPU | **27.5 min** measured from an empty cache (2026-11-30; 1 torch thread beside another training job on the 2 cores, so an upper bound: over the 20-minute goal in those conditions; a quiet run was not measured). SSL 4.5 min, TRAK 1.7 min, 132 retrainings ~15 min, the poisoned SSL of §9 4.5 min | 1.5 GB peak RSS |
+# | `quick` | 2-core CPU | **11.8 min** measured from an empty cache on 2 quiet cores (2026-11-30): SSL 2 min, TRAK 1.2 min, 132 retrainings ~7 min, the poisoned SSL of §9 ~2 min (beside another training job with 1 thread: 27.5 min) | 1.5 GB peak RSS |
 # | `paper` | GPU | not measured (no GPU was lent): SSL 200 epochs ≈ 2.5-3 GPU-hours on an A6000 by Lightly's table (800 epochs: 10-13 h), 100 points × 4 methods × 5 × (1 + 7) ResNet-9 retrainings | not measured |
 #
 # `quick` budget: 200 training images per class, MoCo v2 for 20 epochs, 5 test points, 3 models per vote,
@@ -257,23 +257,26 @@ fig = plots.support_figure(table, title=f"{dataset}, k={k}, {settings.n_models} 
 plt.show()
 
 # %% [markdown]
-# **What we measured** (`quick`, Fashion-MNIST, 200 per class, seed 0, k = 51, 3 models per vote, 2026-11-30):
+# **What we measured** (`quick`, Fashion-MNIST, 200 per class, seed 0, k = 51, 3 models per vote, 2026-11-30, two
+# runs of this notebook: a quiet one with the current code, and an earlier one on 1 thread beside another job):
 #
-# | method | removal: flipped within k | median removal support | mislabel: flipped within k | attribution cost |
-# |---|---|---|---|---|
-# | ESVM (SSL features) | 2 / 5 | 32 (budget 2: resolution 13) | 5 / 5 | SSL 271 s (shared) + 4.8 s |
-# | l2knn (SSL features) | 2 / 5 | 32 | — | SSL (shared) + < 0.01 s |
-# | random same-class (the floor) | 0 / 5 | — | 1 / 5 | 0 |
-# | TRAK, 3 checkpoints, proj_dim 2,048 (a straw man) | 1 / 5 | full-k check only | — | 100 s + 3 trainings; stores 47 MB |
-# | l2knn on supervised features (variant) | 2 / 5 | full-k check only | — | one training |
+# | method | removal: flipped within k (quiet / earlier) | mislabel: flipped within k (quiet / earlier) | cost (quiet) |
+# |---|---|---|---|
+# | ESVM (SSL features) | 0 / 5 · 2 / 5 (median support 32) | 5 / 5 · 5 / 5 | SSL 118 s (shared) + 2.3 s |
+# | l2knn (SSL features) | 0 / 5 · 2 / 5 (median 32) | — | SSL (shared) + < 0.01 s |
+# | random same-class (the floor) | 0 / 5 · 0 / 5 | 0 / 5 · 1 / 5 | 0 |
+# | TRAK, 3 checkpoints, proj_dim 2,048 (a straw man) | 0 / 5 · 1 / 5 | — | 71 s + 3 trainings; stores 47 MB |
+# | l2knn on supervised features (variant) | 0 / 5 · 2 / 5 | — | one training |
 #
-# The paper's direction shows: removing (or relabelling) the images the SSL features point to flips predictions
-# that random removal of as many images of the same class does not. But few flip at all at this scale: two of five
-# test points within a quarter of their class. The effect test (`tests/test_effect_attribution.py`, 10 other test
-# points, full-k check) measured ESVM 2, l2knn 1, random 0 of 10: its margin of 2 over random is missed by l2knn, so
-# it is a strict xfail with these numbers. There is no published column: the paper's support numbers are not
-# available. TRAK runs here with 3 checkpoints and proj_dim 2,048; the maintainers call that a straw man (they need
-# > 10 checkpoints and 20,000 dimensions, MadryLab/trak#22), so its row says nothing about TRAK at its own setting.
+# **Mislabel support shows the paper's direction clearly**: relabelling the 51 training images the SSL features
+# point to flips every one of the five predictions, relabelling 51 random images of the class flips none or one.
+# **Removal support does not show it reliably at this scale**: removing a quarter of the class flips at most two of
+# five points, and the two runs (different float arithmetic: 1 vs 2 threads, and a BatchNorm fix in the backbone's
+# set-up between them) disagree. The effect test (`tests/test_effect_attribution.py`, 10 other test points, full-k
+# check) measured ESVM 2, l2knn 1, random 0 of 10: l2knn misses the margin of 2 fixed before measuring, so it is a
+# strict xfail with these numbers. There is no published column: the paper's support numbers are not available.
+# TRAK runs here with 3 checkpoints and proj_dim 2,048; the maintainers call that a straw man (they need > 10
+# checkpoints and 20,000 dimensions, MadryLab/trak#22), so its row says nothing about TRAK at its own setting.
 
 # ## 8. Cost
 #
@@ -288,9 +291,9 @@ plt.show()
 # Train the same SSL backbone on the training set poisoned with `poison_for_exercise` (notebook 01) and ask: are the
 # nearest training images of a clean test image, in the poisoned backbone's feature space, still of its class?
 # (Label conditioning off, so the neighbours may come from any class.) This is our exercise, not a claim of the
-# paper. Measured at `quick` (AR, 1 channel): the clean backbone's top-10 neighbours share the test image's class
-# 64.5% of the time (kNN accuracy 65.0%), the AR-poisoned backbone's 63.2% (63.3%): the self-supervised features
-# barely notice the poison, so attribution in SSL space keeps pointing at images that look like the test image.
+# paper. Measured at `quick` (AR, 1 channel, quiet run): the clean backbone's top-10 neighbours share the test
+# image's class 66.8% of the time (kNN accuracy 68.3%), the AR-poisoned backbone's 63.8% (60.0%): the SSL features
+# lose a little to the poison but keep pointing at images of the test image's class.
 
 # %%
 params = attack_params(poison_for_exercise, train_set.channels, cfg.profile)
