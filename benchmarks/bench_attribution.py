@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     train_set = load_dataset(dataset, "train")
     if n_per_class:
         train_set = train_set.take_per_class(n_per_class, seed=0)
-    cfg = ssl_config_for_profile(args.profile, epochs=args.ssl_epochs)
-    if cfg.method == "moco" and cfg.memory_bank >= len(train_set):
-        cfg = cfg.with_(memory_bank=len(train_set) // 2)
+    cfg = ssl_config_for_profile(args.profile, epochs=args.ssl_epochs).fitted_to(len(train_set))
     bb = train_ssl(train_set, cfg, device=dev, quiet=True, cache=False)
     per_epoch = sorted(bb.history.seconds)[len(bb.history.seconds) // 2]
     rows.append(f"| SSL epoch ({cfg.method}, {cfg.arch}, batch {cfg.batch_size}), {len(train_set)} {dataset} "

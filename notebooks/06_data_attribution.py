@@ -148,9 +148,7 @@ print(settings)
 # t = 0.1) on the test pool. The reference trains 800 epochs on CIFAR-10 (kNN accuracy 0.900 for MoCo).
 
 # %%
-ssl_config = ssl_config_for_profile(cfg.profile, method=ssl_method)
-if ssl_config.method == "moco" and ssl_config.memory_bank >= len(train_set):
-    ssl_config = ssl_config.with_(memory_bank=len(train_set) // 2)
+ssl_config = ssl_config_for_profile(cfg.profile, method=ssl_method).fitted_to(len(train_set))
 backbone = train_ssl(train_set, ssl_config, monitor=pool, seed=seed, device=cfg.device)
 print(ssl_config)
 fig, ax = plt.subplots(1, 2, figsize=(8, 2.8))

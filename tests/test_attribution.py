@@ -161,6 +161,8 @@ def test_ssl_backbone_trains_caches_and_rejects_another_configuration(tmp_path):
         SSLBackbone.load(tmp_path / "none.pt")
     with pytest.raises(ValueError, match="memory_bank"):
         train_ssl(tr, cfg.with_(memory_bank=len(tr)), cache_root=tmp_path, quiet=True)
+    assert cfg.with_(memory_bank=len(tr)).fitted_to(len(tr)).memory_bank == len(tr) // 2
+    assert cfg.fitted_to(len(tr)) == cfg  # a bank already smaller than the set is kept
 
 
 def test_ssl_training_resumes_from_its_checkpoint(tmp_path, monkeypatch):

@@ -256,6 +256,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 def cmd_attribute(args: argparse.Namespace) -> int:
     """Top-k attributed training images of chosen test images (arXiv 2311.03386): SSL features + esvm / l2knn / cosine,
     TRAK, or the random floor. Prints the first 10 per test image and saves all k (JSON) and a figure."""
+    from dataclasses import replace
+
     import matplotlib
     import torch
 
@@ -305,8 +307,8 @@ def cmd_attribute(args: argparse.Namespace) -> int:
         f_train = extract_features(backbone.encoder, train_set, device=args.device)
         f_test = extract_features(backbone.encoder, test_set.subset(args.test_index), device=args.device)
         labels = test_set.labels[args.test_index]
-        att = attribute(f_train, train_set.labels, f_test, labels, args.method, k, conditioning)
-        att.test_indices = torch.as_tensor(args.test_index, dtype=torch.int64)  # rows are these test images
+        att = replace(attribute(f_train, train_set.labels, f_test, labels, args.method, k, conditioning),
+                      test_indices=torch.as_tensor(args.test_index, dtype=torch.int64))  # row i = --test-index[i]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"attribution_{dataset.replace(':', '_').replace('/', '_')}_{args.method}"

@@ -101,6 +101,13 @@ class SSLConfig:
     def with_(self, **changes) -> SSLConfig:
         return replace(self, **changes)
 
+    def fitted_to(self, n_images: int) -> SSLConfig:
+        """This configuration, with a MoCo memory bank of half the training set when the bank would not be smaller
+        than it (`train_ssl` refuses that rather than change it silently)."""
+        if self.method == "moco" and self.memory_bank >= n_images:
+            return self.with_(memory_bank=max(1, n_images // 2))
+        return self
+
 
 # Profiles (uel_helpers.profiles): smoke = seconds; quick = 2 CPU cores, minutes; paper = the reference's recipe,
 # 200 epochs.
