@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from uel_helpers.cache import atomic_write, cache_path, cached, config_key, tensor_fingerprint
+from uel_helpers.cache import atomic_write, cache_path, cached, config_key, file_sha256, tensor_fingerprint
 
 
 def _save(arr, path):
@@ -34,7 +34,9 @@ def test_cached_builds_once_and_writes_config(tmp_path):
     b = cached("demo", {"n": 5}, build, **kwargs)
     assert np.array_equal(a, b) and len(calls) == 1
     path = cache_path("demo", {"n": 5}, ".npy", tmp_path)
-    assert json.loads(path.with_suffix(".json").read_text()) == {"n": 5}
+    entry = json.loads(path.with_suffix(".json").read_text())
+    assert entry["config"] == {"n": 5} and entry["format"] == "uel-cache-2"
+    assert entry["sha256"] == file_sha256(path) and entry["bytes"] == path.stat().st_size
     cached("demo", {"n": 6}, build, **kwargs)
     assert len(calls) == 2
 

@@ -36,7 +36,7 @@ def _random_set(n: int = 240, classes: int = 4, channels: int = 1, size: int = 8
 def _classwise(ds: ImageSet, eps: float = EPS, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     delta = torch.sign(torch.randn(ds.num_classes, *ds.shape, generator=g)) * eps
-    return poison_from_delta("cw-test", ds, delta, {"eps": eps, "norm": "linf"}, seed)
+    return poison_from_delta("cw-test", ds, delta, {"eps": eps, "norm": "linf"}, seed, classwise=True)
 
 
 @pytest.fixture(autouse=True)
@@ -70,9 +70,10 @@ def test_linf_l2_l0_psnr_of_a_known_budget():
 def test_tiny_noise_is_rounded_away_and_small_noise_has_high_psnr():
     ds = _gray_set()
     g = torch.Generator().manual_seed(1)
-    tiny = poison_from_delta("tiny", ds, torch.full((len(ds), *ds.shape), 0.2 / 255), {"eps": 0.2 / 255}, 0)
+    tiny = poison_from_delta("tiny", ds, torch.full((len(ds), *ds.shape), 0.2 / 255), {"eps": 0.2 / 255}, 0,
+                             classwise=False)
     one = poison_from_delta("one-step", ds, torch.sign(torch.randn(len(ds), *ds.shape, generator=g)) / 255,
-                            {"eps": 1 / 255}, 0)
+                            {"eps": 1 / 255}, 0, classwise=False)
     rows = describe({"tiny": tiny, "one": one}, ds, separability=False)
     assert [r["name"] for r in rows] == ["tiny", "one"]
     assert rows[0]["psnr"] == math.inf and rows[0]["l2"] == 0 and rows[0]["changed_images"] == 0
@@ -85,7 +86,7 @@ def test_l0_of_a_one_pixel_change():
     ds = _gray_set(channels=3)
     delta = torch.zeros(len(ds), *ds.shape)
     delta[:, :, 3, 4] = 0.5
-    row = describe(poison_from_delta("pixel", ds, delta, {"pixels": 1}, 0), ds, separability=False)[0]
+    row = describe(poison_from_delta("pixel", ds, delta, {"pixels": 1}, 0, classwise=False), ds, separability=False)[0]
     assert row["l0_pixels"] == 1.0
     assert row["l0_fraction"] == pytest.approx(3 / (3 * 64))
     assert row["linf_max"] == pytest.approx(127 / 255)  # 128 + 127.5 rounds to 255 (clipped at 1)
@@ -126,7 +127,7 @@ def test_render_checks_the_clean_set():
 
 def test_explorer_builds_and_redraws_headless():
     ds = synthetic_dataset(n_per_class=5, num_classes=3, channels=3, size=8)
-    zero = poison_from_delta("zero", ds, torch.zeros(len(ds), *ds.shape), {}, 0)
+    zero = poison_from_delta("zero", ds, torch.zeros(len(ds), *ds.shape), {}, 0, classwise=False)
     box = perturbation_explorer(ds, {"cw": _classwise(ds), "zero": zero})
     c = box.controls
     first = bytes(c["picture"].value)  # bytes in ipywidgets 7, a memoryview in 8

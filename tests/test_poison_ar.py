@@ -89,7 +89,7 @@ def test_batched_generator_equals_per_image_loop(channels, size, crop, p):
     labels = torch.tensor([0, 3, 1, 1, 2, 0, 3])
     start = torch.randn(len(labels), channels, size[0] + crop, size[1] + crop, generator=g)
     out = generate_ar(coeffs, labels, size, crop=crop, eps=0.7, p=p, start=start, device="cpu",
-                      max_raw_norm=float("inf"))
+                      max_growth=float("inf"))  # random taps (not the finder's) diverge: compare them all the same
     ref = torch.stack([reference_ar(coeffs[int(y)], start[i], crop, 0.7, p) for i, y in enumerate(labels)])
     assert out.delta.shape == (len(labels), channels, *size) and out.delta.dtype == torch.float32
     scale = ref.abs().amax((1, 2, 3), keepdim=True)
@@ -195,7 +195,7 @@ def test_finder_small_case_gives_valid_separable_processes():
     assert np.array_equal(find_ar_coefficients(2, channels=1, seed=0), c[:2]), "accepted one after another"
     assert not np.array_equal(c, find_ar_coefficients(3, channels=1, seed=1))
     labels = torch.arange(3).repeat_interleave(60)
-    out = generate_ar(c, labels, 32, seed=4, device="cpu", max_raw_norm=float("inf"))
+    out = generate_ar(c, labels, 32, seed=4, device="cpu")  # found processes pass the divergence guard
     assert torch.isfinite(out.raw_l2).all()
     # acceptance rule 2: the finder rejects a process if any of 3 raw norms exceeds 50
     assert (out.raw_l2.view(3, 60).median(1).values <= 50).all()
@@ -295,10 +295,11 @@ def test_make_poison_runs_and_caches(monkeypatch):
     monkeypatch.setattr(ar_mod, "generate_ar", boom)
     second = make_poison("ar", ds, seed=1, device="cpu", quiet=True)
     assert torch.equal(second.poisoned.images, first.poisoned.images)
-    assert torch.equal(second.perturbation, first.perturbation)
     with pytest.raises(AssertionError, match="cached"):
         make_poison("ar", ds, seed=2, device="cpu", quiet=True)
     tensor_coeffs = torch.from_numpy(released_coefficients("cifar10")[:3])
     monkeypatch.undo()
+    # the cache keeps AR's images, not its δ: δ is rebuilt from the seed on first access (recompute_delta)
+    assert torch.equal(second.perturbation, first.perturbation)
     p = make_poison("ar-linf", ds, seed=1, device="cpu", quiet=True, coefficients=tensor_coeffs)
     assert p.params["coefficients"] == tensor_coeffs.tolist()

@@ -313,7 +313,8 @@ def test_ops_matches_literal_search():
 def test_ops_one_classwise_pixel_per_image(channels, size, classes):
     ds = synthetic_dataset(n_per_class=3, num_classes=classes, channels=channels, size=size, seed=7)
     p = ops(ds)
-    assert p.rounding == "truncate" and p.perturbation.shape == (len(ds), channels, size, size)
+    # OPS replaces a pixel: no dense δ is stored, the class-wise pixel table in `info` is the attack
+    assert p.rounding == "truncate" and p.perturbation is None and not p.has_perturbation and p.classwise
     changed = (p.poisoned.images != ds.images).any(1)  # (N, H, W): pixels that changed
     assert (changed.flatten(1).sum(1) <= 1).all()  # L0 <= 1 pixel (0 if it already had that colour)
     pairs = {(tuple(px), tuple(cl)) for px, cl in zip(p.info["pixels"], p.info["colours"], strict=True)}
@@ -322,8 +323,9 @@ def test_ops_one_classwise_pixel_per_image(channels, size, classes):
         k = int(ds.labels[i])
         (r, c), colour = p.info["pixels"][k], p.info["colours"][k]
         assert p.poisoned.images[i, :, r, c].tolist() == [255 * v for v in colour]  # class-wise pixel, 0 or 255
-    assert torch.allclose(ds.to_float() + p.perturbation, p.poisoned.to_float(), atol=1e-6)
-    assert (p.perturbation != 0).any(1).flatten(1).sum(1).max() <= 1
+    effective = p.effective_perturbation(ds)
+    assert torch.allclose(ds.to_float() + effective, p.poisoned.to_float(), atol=1e-6)
+    assert (effective != 0).any(1).flatten(1).sum(1).max() <= 1
 
 
 def test_ops_degenerate_and_too_many_classes(tmp_path):
@@ -335,7 +337,8 @@ def test_ops_degenerate_and_too_many_classes(tmp_path):
     assert ops(flat, seed=0).info == p.info
     assert p.info["scores"] == [math.inf] * 3
     back = Poison.load(p.save(tmp_path / "ops.npz"), clean=flat)  # inf survives the JSON header
-    assert back.info == p.info and torch.equal(back.perturbation, p.perturbation)
+    assert back.info == p.info and back.perturbation is None and back.classwise
+    assert torch.equal(back.poisoned.images, p.poisoned.images)
     spread = [ops(_flat_gray(num_classes=3, per_class=2, shape=(1, 16, 16), value=0), seed=s).info["pixels"]
               for s in range(4)]
     assert any(px != [[0, 0], [0, 1], [0, 2]] for px in spread)  # not the top-left corner every time

@@ -18,9 +18,6 @@ import torch
 __all__ = ["check_bool", "check_choice", "check_count", "check_finite_tensor", "check_number", "check_rate",
            "check_seed", "check_size"]
 
-SEED_LIMIT = 2**63  # torch.Generator.manual_seed takes seeds below 2**64; numpy's below 2**32 are made from it
-
-
 def _prefix(who: str) -> str:
     return f"{who}: " if who else ""
 
@@ -45,13 +42,14 @@ def check_count(value, name: str, who: str = "", *, lo: int = 1, hi: int | None 
     return value
 
 
-def check_seed(value, name: str = "seed", who: str = "") -> int:
-    """A random seed: an integer in [0, 2**63). `seed=1.5` is a TypeError, not seed 1 under another cache key."""
+def check_seed(value, name: str = "seed", who: str = "", *, bits: int = 63) -> int:
+    """A random seed: an integer in [0, 2**bits) (63 for torch; 32 where numpy's RandomState or scikit-learn's
+    random_state takes it). `seed=1.5` is a TypeError, not seed 1 under another cache key."""
     if not _is_integer(value):
         raise TypeError(f"{_prefix(who)}{name} must be a non-negative integer, got {value!r} "
                         f"({type(value).__name__})")
-    if not 0 <= int(value) < SEED_LIMIT:
-        raise ValueError(f"{_prefix(who)}{name} must be a non-negative integer below 2**63, got {value}")
+    if not 0 <= int(value) < 2**bits:
+        raise ValueError(f"{_prefix(who)}{name} must be a non-negative integer below 2**{bits}, got {value}")
     return int(value)
 
 

@@ -21,6 +21,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import (
+    check_bool,
+    check_choice,
+    check_count,
+    check_finite_tensor,
+    check_number,
+    check_rate,
+    check_seed,
+    check_size,
+)
+
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -169,12 +180,18 @@ class ImageSet:
     ) -> ImageSet:
         """Quantise float images in [0,1] to uint8 (round half up, or truncate as some originals do).
 
-        Values outside [0,1] are an error: clip them yourself if that is what you mean.
+        Raises TypeError when `images` is not a tensor/array; ValueError for NaN or infinite pixels (they would
+        silently become byte 0), for values outside [0,1] (clip them yourself if that is what you mean) and for
+        a `rounding` other than "round"/"truncate".
         """
-        x = _as_tensor(images, "images").float()
-        lo, hi = float(x.min()), float(x.max())
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"float images must lie in [0, 1], got range [{lo:.4f}, {hi:.4f}]; clamp them first")
+        who = "ImageSet.from_float"
+        check_choice(rounding, "rounding", ("round", "truncate"), who)
+        x = check_finite_tensor(_as_tensor(images, "images"), "images", who).float()
+        if x.numel():
+            lo, hi = float(x.min()), float(x.max())
+            if lo < 0.0 or hi > 1.0:
+                raise ValueError(f"{who}: float images must lie in [0, 1], got range [{lo:.4f}, {hi:.4f}]; "
+                                 "clamp them first")
         return cls(quantize(x, rounding), labels, classes, name=name, meta=dict(meta or {}))
 
     def with_images(self, images: torch.Tensor, name: str | None = None, **meta) -> ImageSet:
@@ -187,19 +204,38 @@ class ImageSet:
         return ImageSet(images, self.labels.clone(), self.classes, name=name or self.name, meta={**kept, **meta})
 
     def subset(self, indices) -> ImageSet:
-        """The images at `indices` (a sequence, array, tensor or slice)."""
+        """The images at `indices`: integer indices (a sequence, array or tensor), a slice, or a boolean mask of
+        length len(self). An empty selection gives an empty ImageSet (which train() and the other consumers refuse).
+
+        Raises TypeError for non-integer indices (1.5 is not an index), ValueError for indices out of range or a
+        mask of the wrong length.
+        """
         if isinstance(indices, slice):
             idx = torch.arange(len(self))[indices]
         else:
-            idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64).reshape(-1)
+            arr = np.asarray(indices.detach().cpu() if isinstance(indices, torch.Tensor) else indices)
+            if arr.dtype == np.bool_:
+                if arr.shape != (len(self),):
+                    raise ValueError(f"ImageSet.subset: a boolean mask needs one entry per image ({len(self)}), "
+                                     f"got shape {arr.shape}")
+                arr = np.flatnonzero(arr)
+            elif arr.size and not np.issubdtype(arr.dtype, np.integer):
+                raise TypeError(f"ImageSet.subset: indices must be integers (or a boolean mask), got dtype "
+                                f"{arr.dtype}; convert them with .astype(int) if that is what you mean")
+            idx = torch.as_tensor(arr.astype(np.int64), dtype=torch.int64).reshape(-1)
         if len(idx) and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
             raise ValueError(f"subset indices out of range for an ImageSet of {len(self)} images")
         return ImageSet(self.images[idx].clone(), self.labels[idx].clone(), self.classes, self.name, dict(self.meta))
 
     def split(self, fraction: float, seed: int = 0) -> tuple[ImageSet, ImageSet]:
-        """A stratified split: (first part with ~`fraction` of each class, the rest)."""
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"split fraction must be in (0, 1), got {fraction}")
+        """A stratified split: (first part with ~`fraction` of each class, the rest), e.g. a hold-out test set.
+
+        Raises TypeError/ValueError for a `fraction` outside (0, 1) or a bad `seed`, and ValueError when either
+        part would be empty (too few images for that fraction).
+        """
+        who = "ImageSet.split"
+        fraction = check_rate(fraction, "fraction", who, lo=0.0, hi=1.0, lo_open=True, hi_open=True)
+        seed = check_seed(seed, "seed", who)
         rng = np.random.default_rng(seed)
         labels = self.labels.numpy()
         first: list[int] = []
@@ -209,12 +245,19 @@ class ImageSet:
             first.extend(idx[: int(round(fraction * len(idx)))].tolist())
         mask = np.zeros(len(self), dtype=bool)
         mask[first] = True
+        if not mask.any() or mask.all():
+            raise ValueError(f"{who}: fraction={fraction:g} of {len(self)} images ({self.class_counts()} per class) "
+                             f"leaves the {'first' if not mask.any() else 'second'} part empty; pass a fraction "
+                             "further from 0 and 1, or use a larger set")
         return self.subset(np.flatnonzero(mask)), self.subset(np.flatnonzero(~mask))
 
     def take_per_class(self, n_per_class: int, seed: int = 0) -> ImageSet:
-        """A class-balanced random subset with at most `n_per_class` images of each class."""
-        if n_per_class < 1:
-            raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
+        """A class-balanced random subset with at most `n_per_class` images of each class.
+
+        Raises TypeError for a non-integer `n_per_class` or `seed`, ValueError for n_per_class < 1 or a negative seed.
+        """
+        n_per_class = check_count(n_per_class, "n_per_class", "ImageSet.take_per_class")
+        seed = check_seed(seed, "seed", "ImageSet.take_per_class")
         rng = np.random.default_rng(seed)
         labels = self.labels.numpy()
         keep = []
@@ -259,8 +302,60 @@ class ImageSet:
         return cls(images, labels, header["classes"], name=header["name"], meta=header.get("meta", {}))
 
 
+# --- checks of whole sets (every function that takes a training or a test set uses these) ------------
+
+def _names(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in list(names)[:limit])
+    return f"[{shown}{', ...' if len(names) > limit else ''}]"
+
+
+def check_imageset(ds, name: str, who: str = "", *, allow_empty: bool = False) -> ImageSet:
+    """`ds` must be an ImageSet (TypeError otherwise) holding at least one image (ValueError when empty, unless
+    `allow_empty`): an empty training set cannot be trained on and an empty test set has no accuracy."""
+    prefix = f"{who}: " if who else ""
+    if not isinstance(ds, ImageSet):
+        raise TypeError(f"{prefix}{name} must be an ImageSet (e.g. load_dataset(...) or synthetic_dataset(...)), "
+                        f"got {type(ds).__name__}")
+    if not allow_empty and len(ds) == 0:
+        raise ValueError(f"{prefix}{name} is empty (0 images, {ds.num_classes} classes); pass a set with at least "
+                         "one image (check the subset, filter or folder that produced it)")
+    return ds
+
+
+def check_same_classes(train_set: ImageSet, test_set: ImageSet, who: str = "", train_name: str = "train_set",
+                       test_name: str = "test_set") -> None:
+    """ValueError unless both sets have exactly the same class names in the same order.
+
+    Labels are indices into `classes`, so label k must mean the same class in both sets: comparing class counts
+    is not enough (train/ with n01, n02, n03 and test/ with n01, n02, n04 both have 3). The message names the
+    classes found in only one set, or the first position where the orders differ.
+    """
+    a, b = tuple(train_set.classes), tuple(test_set.classes)
+    if a == b:
+        return
+    prefix = f"{who}: " if who else ""
+    only_a, only_b = [c for c in a if c not in b], [c for c in b if c not in a]
+    if only_a or only_b:
+        detail = (f"classes only in {train_name}: {_names(only_a)}; only in {test_name}: {_names(only_b)}. "
+                  f"Give both sets the same classes (for imagefolder: the same class sub-folders under train/ "
+                  f"and test/)")
+    elif len(a) != len(b):
+        detail = (f"{train_name} lists {len(a)} class names and {test_name} {len(b)} (repeated names); "
+                  "give both the same class list")
+    else:
+        k = next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)
+        detail = (f"the same names in a different order: label {k} is {a[k]!r} in {train_name} but {b[k]!r} in "
+                  f"{test_name}; relabel one set so that both use the same class order")
+    raise ValueError(f"{prefix}{train_name} and {test_name} classes must match (the same names in the same order, "
+                     f"since labels index them): {detail}")
+
+
 def quantize(x: torch.Tensor, rounding: str = "round") -> torch.Tensor:
-    """Float images in [0,1] -> uint8: `round` = floor(255x + 0.5) (the package's rule), `truncate` = floor(255x)."""
+    """Float images in [0,1] -> uint8: `round` = floor(255x + 0.5) (the package's rule), `truncate` = floor(255x).
+
+    Values outside [0, 1] are clamped; NaN or infinite values are a ValueError (a NaN would become byte 0 silently).
+    """
+    x = check_finite_tensor(x, "x", "quantize")
     if rounding == "round":
         return torch.floor(x * 255.0 + 0.5).clamp_(0, 255).to(torch.uint8)
     if rounding == "truncate":
@@ -311,9 +406,13 @@ def decode_images(images_u8: torch.Tensor, meta: dict | None = None) -> torch.Te
 
 
 def affine_code(lo: float, hi: float) -> dict:
-    """The affine code {"scale", "offset"} that maps [lo, hi] onto 0..255 (scale 1 when lo == hi)."""
-    lo, hi = float(lo), float(hi)
-    if not (np.isfinite(lo) and np.isfinite(hi)) or hi < lo:
+    """The affine code {"scale", "offset"} that maps [lo, hi] onto 0..255 (scale 1 when lo == hi).
+
+    lo, hi: finite numbers (Python, numpy or one-element torch scalars); TypeError/ValueError otherwise or for hi < lo.
+    """
+    lo, hi = (v.item() if isinstance(v, torch.Tensor) and v.numel() == 1 else v for v in (lo, hi))
+    lo, hi = check_number(lo, "lo", "affine_code"), check_number(hi, "hi", "affine_code")
+    if hi < lo:
         raise ValueError(f"affine_code needs finite lo <= hi, got [{lo}, {hi}]")
     return {"scale": (hi - lo) if hi > lo else 1.0, "offset": lo}
 
@@ -322,11 +421,13 @@ def encode_images(x: torch.Tensor, code: dict) -> torch.Tensor:
     """Float images -> uint8 with an affine code: floor((x - offset) / scale * 255 + 0.5).
 
     The inverse of `decode_images` up to half a quantisation step (scale / 510). Values outside
-    [offset, offset + scale] are an error, not clipped: make the code from the data's min and max.
+    [offset, offset + scale] are an error, not clipped: make the code from the data's min and max. NaN or infinite
+    values are a ValueError (they would otherwise become byte 0).
     """
+    x = check_finite_tensor(x, "x", "encode_images")
     scale, offset = decode_affine({DECODE_KEY: code})
     v = (x.double() - offset) * (255.0 / scale)
-    lo, hi = float(v.min()), float(v.max())
+    lo, hi = (float(v.min()), float(v.max())) if v.numel() else (0.0, 0.0)
     if lo < -1e-6 or hi > 255.0 + 1e-6:  # float rounding only; anything more is a wrong code
         raise ValueError(f"encode_images: values span [{lo * scale / 255 + offset:.6g}, "
                          f"{hi * scale / 255 + offset:.6g}], outside the code's range "
@@ -337,10 +438,11 @@ def encode_images(x: torch.Tensor, code: dict) -> torch.Tensor:
 # --- explicit conversions ----------------------------------------------------------------------
 
 def resize(ds: ImageSet, size: int | tuple[int, int]) -> ImageSet:
-    """Resize every image to `size` (bilinear, antialiased), re-quantised to uint8."""
-    hw = (size, size) if isinstance(size, int) else tuple(size)
-    if len(hw) != 2 or min(hw) < 1:
-        raise ValueError(f"size must be a positive int or (height, width), got {size!r}")
+    """Resize every image to `size` (bilinear, antialiased), re-quantised to uint8.
+
+    size: an int (square) or (height, width); TypeError for other types (e.g. 16.5), ValueError below 1.
+    """
+    hw = check_size(size, "size", "resize")
     if ds.image_size == hw:
         return ds
     x = F.interpolate(ds.to_float(), size=hw, mode="bilinear", align_corners=False, antialias=True)
@@ -352,8 +454,7 @@ def pad(ds: ImageSet, size: int) -> ImageSet:
 
     Raises ValueError when `size` is smaller than an image side (padding never crops) or not an int.
     """
-    if isinstance(size, bool) or not isinstance(size, int):
-        raise TypeError(f"pad: size must be an int (e.g. 32), got {type(size).__name__} {size!r}")
+    size = check_count(size, "size", "pad")
     h, w = ds.image_size
     if size < max(h, w):
         raise ValueError(f"pad: size {size} is smaller than the {h}x{w} images; padding never crops "
@@ -374,6 +475,7 @@ def to_rgb(ds: ImageSet) -> ImageSet:
 
 def to_grayscale(ds: ImageSet, keep_channels: bool = True) -> ImageSet:
     """ITU-R 601 luma; with `keep_channels` the result keeps 3 identical channels (as ISS's Grayscale(3))."""
+    keep_channels = check_bool(keep_channels, "keep_channels", "to_grayscale")
     if ds.channels == 1:
         return ds
     w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
@@ -386,8 +488,11 @@ def to_grayscale(ds: ImageSet, keep_channels: bool = True) -> ImageSet:
 # --- loaders -------------------------------------------------------------------------------------
 
 def _check_split(split: str) -> str:
+    if not isinstance(split, str):
+        raise TypeError(f"load_dataset: split must be a string ('train' or 'test'), got {type(split).__name__} "
+                        f"{split!r}")
     if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        raise ValueError(f"load_dataset: split must be 'train' or 'test', got {split!r}")
     return split
 
 
@@ -545,7 +650,40 @@ def _load_cifar_fs(split: str, root: Path | None, download: bool) -> ImageSet:
                     meta={"split": split, "cifar100_labels": old.tolist(), "pooled": "cifar100 train + test"})
 
 
-def _load_imagefolder(path: str, root: Path | None, size: int | None, mode: str) -> ImageSet:
+def _imagefolder_split(path: str, split: str) -> Path:
+    """The folder that holds split `split` of "imagefolder:PATH".
+
+    PATH with train/ and test/ sub-folders: PATH/<split>. PATH without them (a flat folder of class sub-folders):
+    the whole folder is the training split, and asking for its test split is a ValueError, since those are the
+    training images (evaluating on them would report training accuracy as test accuracy). PATH with only one of
+    train/ and test/: the other split is a ValueError (never a class named "train" or "test").
+    """
+    if not path:
+        raise ValueError("load_dataset: 'imagefolder:' needs a folder after the colon, e.g. 'imagefolder:~/data/pets'")
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise FileNotFoundError(f"imagefolder: {folder} is not a folder; expected a folder of class sub-folders "
+                                "(optionally inside train/ and test/)")
+    has = {s: (folder / s).is_dir() for s in ("train", "test")}
+    if has[split]:
+        return folder / split
+    if any(has.values()):
+        other = "test" if split == "train" else "train"
+        raise ValueError(f"load_dataset: imagefolder:{folder} has a {other}/ split but no {split}/ folder; add "
+                         f"{folder / split}/<class>/<image> with the same class sub-folders as {other}/")
+    if split == "test":
+        classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
+        raise ValueError(
+            f"load_dataset: imagefolder:{folder} has no test/ split (its sub-folders {_names(classes)} are the "
+            "classes of one set of images), so its 'test' split would be the training images and report training "
+            f"accuracy as test accuracy. Provide held-out images: move them to {folder}/train/<class>/ and "
+            f"{folder}/test/<class>/ (the same class sub-folders in both), or hold out part of the training images "
+            f"explicitly: train_set, test_set = load_dataset('imagefolder:{folder}', 'train').split(0.8, seed=0)"
+        )
+    return folder
+
+
+def _load_imagefolder(path: str | Path, root: Path | None, size: tuple[int, int] | None, mode: str) -> ImageSet:
     from PIL import Image
 
     folder = Path(path).expanduser()
@@ -564,7 +702,7 @@ def _load_imagefolder(path: str, root: Path | None, size: int | None, mode: str)
             with Image.open(f) as im:
                 im = im.convert(mode)
                 if size is not None:
-                    im = im.resize((size, size), Image.BILINEAR)
+                    im = im.resize((size[1], size[0]), Image.BILINEAR)  # PIL takes (width, height)
                 arr = np.asarray(im, dtype=np.uint8)
             images.append(arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1))
             labels.append(k)
@@ -592,10 +730,29 @@ def load_dataset(
     name: "digits" (bundled, offline), "fashion-mnist" (Debian package or torchvision download),
     "cifar10", "cifar100" (download, MD5-checked), "cifar-fs" (CIFAR-100 pooled and split by class; split "train",
     "val" or "test") or "imagefolder:PATH".
-    size: resize every image to size x size (explicit; never automatic). rgb: grayscale -> 3 channels.
+    imagefolder:PATH reads PATH/train/<class>/<image> and PATH/test/<class>/<image>; a PATH of class sub-folders
+    without train/ and test/ is a training split only ("train" reads all of it; "test" is a ValueError: hold out
+    images yourself, e.g. `load_dataset("imagefolder:PATH").split(0.8)`). Classes are the sorted sub-folder names;
+    train() checks that the train and test splits have the same ones.
+    size: resize every image to size x size, or to (height, width) (explicit; never automatic).
+    rgb: grayscale -> 3 channels. download: fetch a missing dataset. root: the data folder (default `data_root()`).
+
+    Raises TypeError for an argument of the wrong type (a non-string name or split, a float size such as 16.5, a
+    non-bool download/rgb, a root that is not a path) and ValueError for a bad value (unknown dataset or split,
+    size < 1, an imagefolder without the asked split); FileNotFoundError when the data is missing offline.
     """
     if not isinstance(name, str):
-        raise TypeError(f"dataset name must be a string, got {type(name).__name__}")
+        raise TypeError(f"load_dataset: name must be a string such as 'digits' or 'imagefolder:PATH', got "
+                        f"{type(name).__name__} {name!r}")
+    if not isinstance(split, str):
+        raise TypeError(f"load_dataset: split must be a string ('train' or 'test'; 'val' too for cifar-fs), got "
+                        f"{type(split).__name__} {split!r}")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"load_dataset: root must be a folder path (str or pathlib.Path) or None, got "
+                        f"{type(root).__name__} {root!r}")
+    download = check_bool(download, "download", "load_dataset")
+    rgb = check_bool(rgb, "rgb", "load_dataset")
+    hw = None if size is None else check_size(size, "size", "load_dataset")
     root_path = Path(root).expanduser() if root is not None else None
     key = name.lower()
     if key not in CIFAR_FS_ALIASES:
@@ -609,14 +766,12 @@ def load_dataset(
     elif key in CIFAR_ARCHIVES:
         ds = _load_cifar(key, split, root_path, download)
     elif key.startswith("imagefolder:"):
-        sub = name.split(":", 1)[1]
-        ds = _load_imagefolder(os.path.join(sub, split) if (Path(sub) / split).is_dir() else sub,
-                               root_path, size, mode="RGB")
-        size = None  # already resized while reading
+        ds = _load_imagefolder(_imagefolder_split(name.split(":", 1)[1], split), root_path, hw, mode="RGB")
+        hw = None  # already resized while reading
     else:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
-    if size is not None:
-        ds = resize(ds, size)
+    if hw is not None:
+        ds = resize(ds, hw)
     if rgb:
         ds = to_rgb(ds)
     return ds
@@ -638,7 +793,8 @@ def available_datasets(root: str | os.PathLike | None = None) -> dict[str, str]:
             out[name] = f"missing: load_dataset('{name}', download=True) (about {size}), or put {fname} in {base}"
     out["cifar-fs"] = (out["cifar100"] if out["cifar100"].startswith("offline") else
                        "missing: needs CIFAR-100 (load_dataset('cifar-fs', download=True) fetches it)")
-    out["imagefolder:PATH"] = "any folder of class sub-folders (optionally with train/ and test/ inside)"
+    out["imagefolder:PATH"] = ("a folder with train/<class>/ and test/<class>/ sub-folders (a folder of class "
+                               "sub-folders alone is a training split only)")
     return out
 
 
@@ -654,9 +810,19 @@ def synthetic_dataset(
     """Small class-structured CIFAR-shaped data for tests: a smooth random template per class plus noise.
 
     A model can learn it (classes differ), and it needs no network. Not a benchmark of anything.
+    Raises TypeError for non-integer counts/size/channels/seed (e.g. 2.5, True), a non-number noise or a non-string
+    name; ValueError for n_per_class < 1, num_classes < 1, size < 2, channels not 1 or 3, a negative or non-finite
+    noise, or a negative seed.
     """
-    if n_per_class < 1 or num_classes < 1 or size < 2 or channels not in (1, 3):
-        raise ValueError("synthetic_dataset needs n_per_class>=1, num_classes>=1, size>=2 and channels in (1, 3)")
+    who = "synthetic_dataset"
+    n_per_class = check_count(n_per_class, "n_per_class", who)
+    num_classes = check_count(num_classes, "num_classes", who)
+    channels = check_choice(check_count(channels, "channels", who), "channels", (1, 3), who)
+    size = check_count(size, "size", who, lo=2)
+    noise = check_rate(noise, "noise", who, lo=0.0)
+    seed = check_seed(seed, "seed", who)
+    if not isinstance(name, str):
+        raise TypeError(f"{who}: name must be a string, got {type(name).__name__} {name!r}")
     gen = torch.Generator().manual_seed(seed)
     coarse = torch.rand(num_classes, channels, 4, 4, generator=gen)
     templates = F.interpolate(coarse, size=(size, size), mode="bilinear", align_corners=False)

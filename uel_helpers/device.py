@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import random
 import sys
@@ -10,6 +11,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
+
+from .checks import check_seed
 
 
 def pick_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -28,7 +31,13 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     if not isinstance(device, str):
         raise TypeError(f"device must be 'auto', a device string or torch.device, got {type(device).__name__}")
-    dev = torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device={device!r} is not a device name; use 'auto', 'cpu', 'cuda', 'cuda:1' or 'mps'") \
+            from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device={device!r}: uel_helpers runs on 'cpu', 'cuda' or 'mps'; use device='auto'")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
             f"device={device!r} was asked for but CUDA is not available here; use device='auto' or 'cpu'"
@@ -38,8 +47,7 @@ def pick_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices) so that runs repeat bit for bit on one device."""
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    seed = check_seed(seed, "seed", "seed_everything")
     random.seed(int(seed))
     np.random.seed(int(seed) % 2**32)
     torch.manual_seed(int(seed))
@@ -141,10 +149,32 @@ def deterministic_backend(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
 
 
+DIVERGENCE_FIX = "lower the learning rate, or turn mixed precision off (amp=False)"
+
+
+class NonFiniteLossError(FloatingPointError, RuntimeError):
+    """A loss became NaN or infinite, so the loop stopped: what it would go on to produce (NaN weights, a "best"
+    result chosen by a NaN score) is not a result. A FloatingPointError, as `training.train` raises on a diverged
+    epoch, and a RuntimeError."""
+
+
+def check_finite_loss(value, who: str, what: str = "training loss", where: str = "", fix: str = DIVERGENCE_FIX
+                      ) -> float:
+    """`value` (a number or a one-element tensor) as a float, or NonFiniteLossError naming what diverged:
+    "<who>: the <what> became nan <where>; <fix>" (the message style of `training.train`)."""
+    v = float(value)
+    if not math.isfinite(v):
+        raise NonFiniteLossError(f"{who}: the {what} became {v}{' ' + where if where else ''}; {fix}")
+    return v
+
+
 class OptimizerStep:
     """One optimiser step from a loss: zero the gradients, backward (loss-scaled when autocast runs in float16, i.e.
     `amp` on a CUDA GPU without bfloat16), optional gradient-norm clip, step. Shared by every training loop of the
-    package (judges, surrogates, SSL backbones, ProtoNets) so that mixed precision is done one way."""
+    package (judges, surrogates, SSL backbones, ProtoNets) so that mixed precision is done one way.
+
+    It also notes, on the device and without a sync, whether any loss it was given was NaN or infinite;
+    `check_finite(who, where)` (once per epoch or round) turns that into a NonFiniteLossError."""
 
     def __init__(self, opt: torch.optim.Optimizer, device: torch.device, amp: bool = True,
                  grad_clip: float | None = None) -> None:
@@ -153,8 +183,19 @@ class OptimizerStep:
         self.params = [p for g in opt.param_groups for p in g["params"]]
         fp16 = amp and amp_dtype(torch.device(device)) == torch.float16
         self.scaler = torch.amp.GradScaler("cuda") if fp16 else None
+        self._nonfinite: torch.Tensor | None = None  # any non-finite loss since the last check_finite (on the device)
+
+    def check_finite(self, who: str, where: str = "", fix: str = DIVERGENCE_FIX) -> None:
+        """Raise NonFiniteLossError if a loss given to `step` since the last check was NaN or infinite (one device
+        sync), naming `who` diverged `where` (e.g. "in epoch 3") and what to try (`fix`)."""
+        bad, self._nonfinite = self._nonfinite, None
+        if bad is not None and bool(bad):
+            raise NonFiniteLossError(f"{who}: the training loss became NaN or infinite{' ' + where if where else ''}; "
+                                     f"{fix}")
 
     def step(self, loss: torch.Tensor) -> None:
+        bad = ~torch.isfinite(loss.detach()).all()
+        self._nonfinite = bad if self._nonfinite is None else self._nonfinite | bad
         self.opt.zero_grad(set_to_none=True)
         if self.scaler is not None:
             self.scaler.scale(loss).backward()

@@ -34,7 +34,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .data import ImageSet, decode_images
+from .data import ImageSet, check_imageset, check_same_classes, decode_images
 from .device import make_generator, pick_device, seed_everything
 from .models import build_model
 from .training import History, Normalize, Protocol, augment, evaluate, get_protocol, train
@@ -86,14 +86,14 @@ def _check_int(value, what: str, lo: int) -> int:
 
 
 def _check_sets(clean_subset: ImageSet, test_set: ImageSet, num_outputs: int) -> None:
-    for what, ds in (("clean_subset", clean_subset), ("test_set", test_set)):
-        if not isinstance(ds, ImageSet):
-            raise TypeError(f"DFR: {what} must be an ImageSet (load_dataset(...)), got {type(ds).__name__}")
-        if len(ds) == 0:
-            raise ValueError(f"DFR: {what} is empty")
-    if clean_subset.shape != test_set.shape or clean_subset.num_classes != test_set.num_classes:
-        raise ValueError(f"DFR: clean_subset ({clean_subset.shape}, {clean_subset.num_classes} classes) and test_set "
-                         f"({test_set.shape}, {test_set.num_classes} classes) must match")
+    """Non-empty ImageSets of the same image shape and the same classes (names and order), as many as the head has
+    outputs."""
+    check_imageset(clean_subset, "clean_subset", "DFR")
+    check_imageset(test_set, "test_set", "DFR")
+    if clean_subset.shape != test_set.shape:
+        raise ValueError(f"DFR: clean_subset images ({clean_subset.shape}) and test_set images ({test_set.shape}) "
+                         "must match")
+    check_same_classes(clean_subset, test_set, "DFR", "clean_subset", "test_set")
     if clean_subset.num_classes != num_outputs:
         raise ValueError(f"DFR: the model's last linear layer has {num_outputs} outputs but the data has "
                          f"{clean_subset.num_classes} classes")
@@ -123,6 +123,8 @@ def reweight_last_layer(
         or "eval" (a pure probe: frozen features, BN running statistics unchanged).
     Per epoch: the subset in a random order, in batches of `batch_size` (the last one partial), one
     `LBFGS(lr, max_iter).step` per batch. Computed in float32 (no autocast) for LBFGS's line-free updates.
+    Raises TypeError for a set that is not an ImageSet; ValueError for an empty set, clean_subset and test_set with
+    different image shapes or classes (names and order), or a head whose outputs differ from the classes.
     """
     if bn_mode not in BN_MODES:
         raise ValueError(f"DFR: bn_mode must be one of {BN_MODES} ('train' re-estimates BatchNorm statistics on "
@@ -205,11 +207,17 @@ def snapshot_every_epoch(
     (its statistics are fixed before training starts, so the final model's layer is the one used at every
     epoch). The untrained model is the initialised network (for FastNet before its whitening layer is
     fitted), the paper's random-init baseline. Memory: one copy per snapshot (a ResNet-18 is ~45 MB).
+    Raises TypeError/ValueError before training as `train` does (empty sets, different shapes or classes).
     """
     proto = get_protocol(protocol)
     wanted = _check_epochs(epochs, proto.epochs)
-    if not isinstance(train_set, ImageSet):
-        raise TypeError(f"snapshot_every_epoch: train_set must be an ImageSet, got {type(train_set).__name__}")
+    who = "snapshot_every_epoch"
+    check_imageset(train_set, "train_set", who)
+    check_imageset(test_set, "test_set", who)
+    if train_set.shape != test_set.shape:
+        raise ValueError(f"{who}: train images are {train_set.shape} but test images are {test_set.shape}; they "
+                         "must match")
+    check_same_classes(train_set, test_set, who)
     c, h, w = train_set.shape
     seed_everything(seed)  # as train() does before building its model: the same initialisation
     net = build_model(proto.model, c, train_set.num_classes, (h, w))
@@ -255,6 +263,7 @@ def dfr_over_epochs(
     `bn_mode` and the `dfr_*` settings: epochs over the subset, batch size, LBFGS lr and max_iter). With
     `random_init`, DFR on the untrained network gives the baseline. The clean subset gets the protocol's
     training augmentation. Snapshots are reweighted one by one and dropped, so memory holds the remaining ones.
+    All three sets are checked before training: non-empty ImageSets with the same image shape and classes.
     """
     if bn_mode not in BN_MODES:  # fail before training, not after
         raise ValueError(f"DFR: bn_mode must be one of {BN_MODES}, got {bn_mode!r}")

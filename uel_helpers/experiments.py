@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .cache import cached, tensor_fingerprint
+from .checks import check_bool, check_count, check_seed
 from .data import ImageSet, load_dataset, pad, to_rgb
 from .defenses import REGISTRY as DEFENSES
 from .defenses import apply_defense, get_defense
@@ -34,6 +35,16 @@ class DataSpec:
     as_rgb: bool = False  # repeat a grayscale channel 3x (the attacks were designed for colour images)
     subset_seed: int = 0
     pad_to: int | None = None  # zero-pad to pad_to x pad_to (e.g. Fashion-MNIST to CIFAR's 32; never crops)
+
+    def __post_init__(self) -> None:  # bad fields fail here, not deep inside a loader later
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"DataSpec: name must be a dataset name such as 'fashion-mnist', got {self.name!r}")
+        if self.n_per_class is not None:
+            check_count(self.n_per_class, "n_per_class", "DataSpec")
+        if self.pad_to is not None:
+            check_count(self.pad_to, "pad_to", "DataSpec")
+        check_bool(self.as_rgb, "as_rgb", "DataSpec")
+        check_seed(self.subset_seed, "subset_seed", "DataSpec")
 
     def load(self) -> tuple[ImageSet, ImageSet]:
         """The (train, test) ImageSets this spec names."""
@@ -119,6 +130,15 @@ class Result:
         return cls(**{**d, "clean": clean})
 
 
+def check_seeds(seeds, who: str) -> list[int]:
+    """`seeds`: a count n >= 1 (seeds 0..n-1) or a non-empty list of seeds; returns the list."""
+    if isinstance(seeds, (list, tuple)):
+        if not seeds:
+            raise ValueError(f"{who}: seeds must be a count >= 1 or a non-empty list of seeds, got {seeds!r}")
+        return [check_seed(s, f"seeds[{i}]", who) for i, s in enumerate(seeds)]
+    return list(range(check_count(seeds, "seeds (a count, or a list of seeds)", who)))
+
+
 def _protocol_name(protocol: Protocol) -> str:
     return protocol.name
 
@@ -172,9 +192,13 @@ def evaluate(
     The result carries per-epoch curves, final and peak accuracy per seed, the wall time of each step,
     and (with `baseline=True`) the clean baseline under the same protocol without a defense.
     """
-    seed_list = list(range(seeds)) if isinstance(seeds, int) and not isinstance(seeds, bool) else list(seeds)
-    if not seed_list or not all(isinstance(s, int) and not isinstance(s, bool) for s in seed_list):
-        raise ValueError(f"seeds must be a positive count or a non-empty list of ints, got {seeds!r}")
+    seed_list = check_seeds(seeds, "evaluate")
+    poison_seed = check_seed(poison_seed, "poison_seed", "evaluate")
+    for flag, value in (("baseline", baseline), ("cache", cache), ("quiet", quiet)):
+        check_bool(value, flag, "evaluate")
+    for what, value in (("attack_params", attack_params), ("defense_params", defense_params)):
+        if value is not None and not isinstance(value, dict):
+            raise TypeError(f"evaluate: {what} must be a dict of parameter names to values or None, got {value!r}")
     proto = get_protocol(protocol)
     dev = pick_device(device)
     seconds: dict[str, float] = {}
@@ -266,6 +290,11 @@ def run_matrix(
     """
     from tqdm.auto import tqdm
 
+    for what, names in (("attacks", attacks), ("defenses", defenses)):
+        if isinstance(names, str) or not isinstance(names, (list, tuple)) or not all(isinstance(n, str)
+                                                                                      for n in names):
+            raise TypeError(f"run_matrix: {what} must be a list of names, e.g. ['ar'], got {names!r}")
+    check_seeds(seeds, "run_matrix")
     unknown = [d for d in defenses if d not in DEFENSES]
     if unknown:
         raise ValueError(f"unknown defense(s) {unknown}; expected some of {', '.join(sorted(DEFENSES))}")

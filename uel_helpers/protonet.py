@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .cache import atomic_write, cache_path, tensor_fingerprint
-from .data import ImageSet, decode_images
-from .device import OptimizerStep, autocast, make_generator, pick_device, seed_everything
+from .data import ImageSet, check_imageset, decode_images
+from .device import OptimizerStep, autocast, check_finite_loss, make_generator, pick_device, seed_everything
 from .profiles import resolve_profile
 from .progress import progress
 from .training import random_crop, random_flip
@@ -482,8 +482,12 @@ def protonet_path(train_set: ImageSet, settings: ProtoSettings, seed: int, val_s
 
 
 def _check_set(ds: ImageSet, what: str) -> None:
-    if not isinstance(ds, ImageSet):
-        raise TypeError(f"{what} must be an ImageSet, got {type(ds).__name__}")
+    """TypeError unless `ds` is an ImageSet, ValueError when it is empty. `what` is "caller: argument".
+
+    No class check between a training set and a validation/test set here: few-shot splits have disjoint classes
+    by design (CIFAR-FS: 64 / 16 / 20 classes), and every episode relabels its ways 0..way-1."""
+    who, _, name = what.rpartition(": ")
+    check_imageset(ds, name, who)
 
 
 def _episode_loss(model: AutoProtoNet, images: torch.Tensor, meta: dict, ep: Episodes, lambda_r: float,
@@ -528,7 +532,12 @@ def train_protonet(train_set: ImageSet, settings: ProtoSettings | None = None, *
     (upstream's best checkpoint by validation accuracy); None keeps the last epoch.
     Both variants with the same seed get the same encoder initialisation and the same episodes and augmentations.
     Checkpointed after every epoch (`<hash>.partial.pt` beside the cached file): an interrupted run resumes there.
-    Raises ValueError for too few classes or images per class for the episode shape, or an image side below 16 px.
+    Raises ValueError for too few classes or images per class for the episode shape, an image side below 16 px, or
+    an empty train_set/val_set; TypeError when either is not an ImageSet. val_set's classes are not compared with
+    train_set's: few-shot validation classes are disjoint from the base classes by design.
+    Stops with NonFiniteLossError (device.py; a FloatingPointError) when an epoch's loss or its validation accuracy
+    is NaN (NaN/inf embeddings), before that epoch is kept as the best or checkpointed (lower settings.lr, or
+    settings.amp=False).
     """
     settings = settings or protonet_settings(None)
     _check_set(train_set, "train_protonet: train_set")
@@ -584,15 +593,22 @@ def train_protonet(train_set: ImageSet, settings: ProtoSettings | None = None, *
             sums += [float(loss.detach()), float(ce.detach()), float(mse.detach()), float(acc)]
             bar.update(1)
         means = sums / s.steps_per_epoch
-        if not math.isfinite(means[0]):
+        if not math.isfinite(means[0]):  # before the epoch is recorded, kept as best or checkpointed
             bar.close()
-            raise FloatingPointError(f"training diverged at epoch {epoch} (loss {means[0]}); lower settings.lr")
+            check_finite_loss(means[0], "train_protonet", where=f"in epoch {epoch} (lr {s.lr:g})",
+                              fix=f"lower settings.lr (now {s.lr:g}), or turn mixed precision off (settings.amp=False)")
         for lst, v in zip((hist.loss, hist.ce, hist.mse, hist.train_acc), means, strict=True):
             lst.append(float(v))
         if val_set is not None and s.val_episodes:
             model.eval()
             va = evaluate_episodes(model, val_set, s.test_way, s.test_shot, s.test_query, s.val_episodes, seed=seed,
                                    device=dev, batch=s.eval_batch, quiet=True).mean
+            # a NaN accuracy (NaN/inf embeddings on the validation classes) never wins, nor passes silently
+            if not math.isfinite(va):
+                bar.close()
+            check_finite_loss(va, "train_protonet", "validation accuracy",
+                              where=f"in epoch {epoch}: NaN or infinite embeddings of the validation images",
+                              fix=f"lower settings.lr (now {s.lr:g}), or turn mixed precision off (settings.amp=False)")
             hist.val_acc.append(va)
             if va > best:
                 best, hist.best_epoch = va, epoch
@@ -684,7 +700,9 @@ def evaluate_episodes(model: AutoProtoNet | TrainedProtoNet, test_set: ImageSet,
                       batch: int = 10, quiet: bool = True) -> EpisodeAccuracy:
     """Few-shot accuracy on `episodes` random episodes of `test_set`'s classes (§3: 5-way 5-shot 15-query, 1,000
     episodes), the model in eval mode (BatchNorm running statistics). The same seed gives the same episodes for
-    every model. Raises ValueError for more ways than classes or shot + query above the smallest class."""
+    every model. Raises ValueError for more ways than classes, shot + query above the smallest class or an empty
+    test_set; TypeError when test_set is not an ImageSet. An episode whose logits are
+    NaN or infinite (a diverged model) gets accuracy NaN, so the mean is NaN rather than an argmax-of-NaN number."""
     m = _model_of(model)
     _check_set(test_set, "evaluate_episodes: test_set")
     dev = pick_device(device)
@@ -704,7 +722,9 @@ def evaluate_episodes(model: AutoProtoNet | TrainedProtoNet, test_set: ImageSet,
         s_lab = torch.arange(way, device=dev).repeat_interleave(shot).expand(b, -1)
         q_lab = torch.arange(way, device=dev).repeat_interleave(query).expand(b, -1)
         logits = protonet_logits(eq, class_prototypes(es, s_lab, way), m.scale.float())
-        accs.append((logits.argmax(-1) == q_lab).float().mean(1).cpu())
+        acc = (logits.argmax(-1) == q_lab).float().mean(1)
+        # argmax of NaN logits still names a class: such an episode's accuracy is undefined, not a number
+        accs.append(torch.where(torch.isfinite(logits).all(-1).all(-1), acc, torch.full_like(acc, math.nan)).cpu())
     m.train(was_training)
     return EpisodeAccuracy(torch.cat(accs).numpy().astype(np.float64), way, shot, query)
 
@@ -825,7 +845,8 @@ def optimise_prototype_image(model: AutoProtoNet | TrainedProtoNet, prototype: t
     notebook: lr 0.01, 20,000 steps, weight 0.05). Upstream's quirks, fixed: tv_weight = 0 really drops the TV term
     (upstream adds the constant 1.0), the learning rate stays constant (upstream calls `StepLR.step(loss)`, passing
     the loss as the epoch), and x is projected onto [0, 1] after every step. Model in eval mode. Returns float32
-    (C, H, W) in [0, 1] on the CPU. Raises ValueError for a prototype of the wrong size or steps < 1."""
+    (C, H, W) in [0, 1] on the CPU. Raises ValueError for a prototype of the wrong size or steps < 1,
+    NonFiniteLossError (device.py) when the loss becomes NaN or infinite (checked every 500 steps and at the end)."""
     m = _model_of(model)
     c = torch.as_tensor(prototype).float().reshape(-1)
     if c.numel() != m.embedding_dim:
@@ -843,8 +864,9 @@ def optimise_prototype_image(model: AutoProtoNet | TrainedProtoNet, prototype: t
     target = c.to(dev)[None]
     for p in m.parameters():
         p.requires_grad_(False)
+    bad = torch.zeros((), dtype=torch.bool, device=dev)  # any NaN/inf loss so far (checked every 500 steps)
     try:
-        for _ in range(int(steps)):
+        for step in range(int(steps)):
             loss = (m.embed(x) - target).norm()
             if tv_weight:
                 loss = loss + tv_weight * total_variation(x)
@@ -852,7 +874,12 @@ def optimise_prototype_image(model: AutoProtoNet | TrainedProtoNet, prototype: t
             loss.backward()
             opt.step()
             with torch.no_grad():
-                x.clamp_(0, 1)
+                x.clamp_(0, 1)  # NaN survives the clamp: a NaN image would come back
+            bad |= ~torch.isfinite(loss.detach())
+            if (step + 1) % 500 == 0 or step + 1 == steps:
+                check_finite_loss(math.nan if bool(bad) else 0.0, "optimise_prototype_image", "loss",
+                                  where=f"by step {step + 1} (lr {lr:g})",
+                                  fix=f"lower lr (now {lr:g}), or check the prototype and the model for NaN/inf")
     finally:
         for p in m.parameters():
             p.requires_grad_(True)

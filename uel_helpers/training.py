@@ -23,8 +23,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .data import ImageSet, decode_affine, decode_images
-from .device import OptimizerStep, autocast, make_generator, pick_device, seed_everything
+from .checks import check_bool, check_count, check_seed
+from .data import ImageSet, check_imageset, check_same_classes, decode_affine, decode_images
+from .device import (
+    DIVERGENCE_FIX,
+    NonFiniteLossError,
+    OptimizerStep,
+    autocast,
+    make_generator,
+    pick_device,
+    seed_everything,
+)
 from .models import MODELS, FastNet, build_model
 from .profiles import resolve_profile
 from .progress import progress
@@ -184,6 +193,9 @@ def get_protocol(name: str | Protocol | None = None, **overrides) -> Protocol:
     else:
         if name is None:
             name = PROFILE_PROTOCOL[resolve_profile(None)]
+        if not isinstance(name, str):
+            raise TypeError(f"protocol must be a name ({', '.join(PROTOCOLS)}), a Protocol or None, got "
+                            f"{type(name).__name__} {name!r}")
         if name not in PROTOCOLS:
             raise ValueError(f"unknown protocol {name!r}; expected one of {', '.join(PROTOCOLS)}")
         proto = PROTOCOLS[name]
@@ -401,15 +413,20 @@ def pgd_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, s
     noise = torch.randn(x.shape, generator=gen, device=gen.device, dtype=torch.float32).to(x.device)
     x_adv = x + step_size * noise.to(x.dtype)
     dev = x.device
+    finite = torch.ones((), dtype=torch.bool, device=dev)
     for _ in range(steps):
         x_adv.requires_grad_(True)
         with autocast(dev):
             logits = model(x_adv)
         loss = F.cross_entropy(logits.float(), y, reduction="sum")
+        finite &= torch.isfinite(loss)  # a NaN loss gives sign(NaN) = 0: the "attack" would silently not move
         (grad,) = torch.autograd.grad(loss, [x_adv])
         x_adv = x_adv.detach() + step_size * grad.sign()
         x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
     model.train(was_training)
+    if steps and not bool(finite):  # one sync per batch, not per step
+        raise NonFiniteLossError("pgd_attack: the attack's loss (the model in eval mode on the adversarial batch) "
+                                 f"became non-finite; {DIVERGENCE_FIX}")
     return x_adv.detach()
 
 
@@ -457,8 +474,24 @@ class History:
 
     @classmethod
     def from_dict(cls, d: dict) -> History:
-        return cls(**{k: d[k] for k in ("train_loss", "train_acc", "test_acc", "epoch_time", "wall_time", "config")},
-                   fit_epoch=int(d.get("fit_epoch", 0)))
+        """Rebuild a History from `to_dict`'s output; ValueError when it is not one (a missing or empty curve,
+        curves of different lengths, an accuracy outside [0, 1], a non-finite number): a damaged cache entry
+        must fail here, not as an IndexError in `summary()` later."""
+        keys = ("train_loss", "train_acc", "test_acc", "epoch_time")
+        missing = [k for k in (*keys, "wall_time", "config") if k not in d]
+        if missing:
+            raise ValueError(f"not a training History: missing {missing}")
+        curves = {k: d[k] for k in keys}
+        lengths = {k: len(v) if isinstance(v, list) else -1 for k, v in curves.items()}
+        if lengths["test_acc"] < 1 or len(set(lengths.values())) != 1:
+            raise ValueError(f"not a training History: test_acc must have one entry per epoch (>= 1) and every "
+                             f"curve the same length; lengths {lengths}")
+        for k, values in curves.items():
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                raise ValueError(f"not a training History: {k} holds a non-finite or non-numeric value")
+            if k in ("train_acc", "test_acc") and not all(0.0 <= v <= 1.0 for v in values):
+                raise ValueError(f"not a training History: {k} holds an accuracy outside [0, 1]")
+        return cls(**curves, wall_time=d["wall_time"], config=d["config"], fit_epoch=int(d.get("fit_epoch", 0)))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -505,7 +538,15 @@ class Normalize(nn.Module):
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ImageSet, device: torch.device | str | None = None, batch_size: int = 1024
              ) -> float:
-    """Accuracy (in [0,1]) of `model` on `data`, without augmentation."""
+    """Accuracy (in [0,1]) of `model` on `data`, without augmentation.
+
+    Raises TypeError when `model` is not an nn.Module, `data` not an ImageSet or `batch_size` not an integer;
+    ValueError for an empty `data` (it has no accuracy; 0.0 would look like a measurement) or batch_size < 1.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"evaluate: model must be a torch nn.Module, got {type(model).__name__}")
+    check_imageset(data, "data", "evaluate")
+    batch_size = check_count(batch_size, "batch_size", "evaluate")
     device = pick_device(device or next(model.parameters()).device)
     was_training = model.training
     model.eval()
@@ -518,16 +559,21 @@ def evaluate(model: nn.Module, data: ImageSet, device: torch.device | str | None
             logits = model(x)
         correct += int((logits.argmax(1) == yb.to(device)).sum())
     model.train(was_training)
-    return correct / max(1, len(data))
+    return correct / len(data)
 
 
-def _check_compatible(train_set: ImageSet, test_set: ImageSet) -> None:
-    if not isinstance(train_set, ImageSet) or not isinstance(test_set, ImageSet):
-        raise TypeError("train() takes ImageSets; load them with uel_helpers.load_dataset(...)")
+def _check_compatible(train_set: ImageSet, test_set: ImageSet, who: str = "train") -> None:
+    """Both sets are non-empty ImageSets with the same image shape and the same classes (names and order)."""
+    for what, ds in (("train_set", train_set), ("test_set", test_set)):
+        if not isinstance(ds, ImageSet):
+            raise TypeError(f"{who}() takes ImageSets; {what} is a {type(ds).__name__} (load one with "
+                            "uel_helpers.load_dataset(...))")
+    check_imageset(train_set, "train_set", who)
+    check_imageset(test_set, "test_set", who)
     if train_set.shape != test_set.shape:
-        raise ValueError(f"train images are {train_set.shape} but test images are {test_set.shape}; they must match")
-    if train_set.num_classes != test_set.num_classes:
-        raise ValueError(f"train set has {train_set.num_classes} classes, test set {test_set.num_classes}")
+        raise ValueError(f"{who}: train images are {train_set.shape} but test images are {test_set.shape}; they must "
+                         "match (resize/pad/to_rgb one of them explicitly)")
+    check_same_classes(train_set, test_set, who)
 
 
 def train(
@@ -550,9 +596,23 @@ def train(
     With the "fit" schedule (the quick judge) the run ends `fit_extra` epochs after that training accuracy first
     reaches `fit_acc` (`History.fit_epoch`), or at `epochs`, whichever comes first.
     Same seed on the same device gives the same History.
+
+    Everything is checked before any work: TypeError when a set is not an ImageSet, `seed` not an integer,
+    `model` not an nn.Module, `quiet`/`return_model` not bools or `on_epoch` not callable; ValueError for an
+    unknown protocol, an empty train_set or test_set, different image shapes, different classes (names and order
+    must match exactly: labels index them) or a negative seed.
     """
     proto = get_protocol(protocol)
     _check_compatible(train_set, test_set)
+    seed = check_seed(seed, "seed", "train")
+    if model is not None and not isinstance(model, nn.Module):
+        raise TypeError(f"train: model must be an untrained torch nn.Module or None (use protocol.model), got "
+                        f"{type(model).__name__}")
+    quiet = check_bool(quiet, "quiet", "train")
+    return_model = check_bool(return_model, "return_model", "train")
+    if on_epoch is not None and not callable(on_epoch):
+        raise TypeError(f"train: on_epoch must be a function (epoch, History) -> None or None, got "
+                        f"{type(on_epoch).__name__}")
     dev = pick_device(device)
     seed_everything(seed)
     if proto.max_train is not None and len(train_set) > proto.max_train:

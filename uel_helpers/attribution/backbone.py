@@ -20,8 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cache import atomic_write, cache_path, tensor_fingerprint
-from ..data import ImageSet, decode_images
-from ..device import OptimizerStep, autocast, pick_device, seed_everything
+from ..checks import check_seed
+from ..data import ImageSet, check_imageset, check_same_classes, decode_images
+from ..device import OptimizerStep, autocast, check_finite_loss, pick_device, seed_everything
 from ..models import build_model
 from ..profiles import resolve_profile
 from ..progress import progress
@@ -302,11 +303,18 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
 
     monitor: a labelled set for the kNN monitor (features of `train_set` as the bank); None = no monitor.
     Checkpointed after every epoch beside the cached file (`<hash>.partial.pt`): an interrupted run resumes there.
-    Raises ValueError for a MoCo memory bank not smaller than the training set or images too small for the arch.
+    Stops with NonFiniteLossError (device.py; a FloatingPointError) when an epoch's loss is NaN or infinite, before
+    that epoch is recorded or checkpointed (lower SSLConfig.lr); TypeError for a seed that is not an integer.
+    Raises ValueError for a MoCo memory bank not smaller than the training set or images too small for the arch,
+    an empty train_set or monitor, or a monitor whose classes (names and order) differ from train_set's (the kNN
+    monitor compares its labels with the training labels); TypeError when either is not an ImageSet.
     """
     config = config or ssl_config_for_profile(None)
-    if not isinstance(train_set, ImageSet):
-        raise TypeError(f"train_ssl: train_set must be an ImageSet, got {type(train_set).__name__}")
+    seed = check_seed(seed, "seed", "train_ssl")
+    check_imageset(train_set, "train_set", "train_ssl")
+    if monitor is not None:
+        check_imageset(monitor, "monitor", "train_ssl")
+        check_same_classes(train_set, monitor, "train_ssl", "train_set", "monitor")
     n = len(train_set)
     if config.method == "moco" and config.memory_bank >= n:
         raise ValueError(f"SSLConfig.memory_bank: {config.memory_bank} negatives need more than that many training "
@@ -400,11 +408,13 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
             total += float(loss.detach()) * len(v1)
             seen += len(v1)
         sched.step()
-        hist.loss.append(total / max(1, seen))
-        if not math.isfinite(hist.loss[-1]):
+        loss_mean = total / max(1, seen)
+        if not math.isfinite(loss_mean):  # stop before the epoch is recorded or checkpointed (a resume would load NaN)
             bar.close()
-            raise FloatingPointError(f"SSL training diverged at epoch {epoch + 1} (loss {hist.loss[-1]}); lower "
-                                     f"SSLConfig.lr (now {config.base_lr})")
+            check_finite_loss(loss_mean, f"train_ssl ({config.method})", "SSL training loss",
+                              where=f"in epoch {epoch + 1} (lr {config.base_lr:g})",
+                              fix=f"lower SSLConfig.lr (now {config.base_lr:g})")
+        hist.loss.append(loss_mean)
         if monitor is not None:
             bank = extract_features(encoder, train_set, device=dev)
             feats = extract_features(encoder, monitor, device=dev)

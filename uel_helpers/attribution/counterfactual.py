@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from ..cache import cached, tensor_fingerprint
-from ..data import ImageSet
+from ..data import ImageSet, check_imageset, check_same_classes
 from ..progress import progress
 from ..training import Protocol, get_protocol, train
 from .scores import Attribution
@@ -80,6 +80,8 @@ class Counterfactual:
 
     protocol: the retraining recipe (`resnet9-cf` at paper, `cf-quick` on a CPU). n_models: models per vote (paper 5;
     flip <=> at most half correct). seeds 0..n_models-1. Retrainings cached under `cache_root` (default UEL_CACHE).
+    Raises TypeError when a set is not an ImageSet; ValueError for an empty set, sets with different image shapes or
+    classes (names and order: the votes compare test labels with the retrained models' classes), or a bad n_models.
     """
 
     train_set: ImageSet
@@ -95,6 +97,12 @@ class Counterfactual:
     def __post_init__(self) -> None:
         if not isinstance(self.train_set, ImageSet) or not isinstance(self.test_set, ImageSet):
             raise TypeError("Counterfactual: train_set and test_set must be ImageSets")
+        check_imageset(self.train_set, "train_set", "Counterfactual")
+        check_imageset(self.test_set, "test_set", "Counterfactual")
+        if self.train_set.shape != self.test_set.shape:
+            raise ValueError(f"Counterfactual: train images are {self.train_set.shape} but test images are "
+                             f"{self.test_set.shape}; they must match")
+        check_same_classes(self.train_set, self.test_set, "Counterfactual")
         if isinstance(self.n_models, bool) or not isinstance(self.n_models, int) or self.n_models < 1:
             raise ValueError(f"n_models: expected a positive int, got {self.n_models!r}")
         self.protocol = get_protocol(self.protocol)

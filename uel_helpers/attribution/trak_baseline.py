@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data import ImageSet
+from ..data import ImageSet, check_imageset, check_same_classes
 from ..progress import progress
 from ..training import Protocol, get_protocol, train
 from .scores import Attribution, from_score_matrix
@@ -55,7 +55,10 @@ class TrakSettings:
 
 def train_checkpoints(train_set: ImageSet, protocol: Protocol | str, n: int, device="auto", quiet: bool = True,
                       first_seed: int = 100) -> list[torch.nn.Module]:
-    """n independently trained models (seeds first_seed.. ) to featurize with TRAK."""
+    """n independently trained models (seeds first_seed.. ) to featurize with TRAK.
+
+    Raises TypeError when train_set is not an ImageSet, ValueError when it is empty."""
+    check_imageset(train_set, "train_set", "train_checkpoints")
     models = []
     for s in progress(range(first_seed, first_seed + n), desc="TRAK checkpoints", quiet=quiet):
         _, model = train(train_set, train_set.subset(range(min(len(train_set), 10))), get_protocol(protocol), seed=s,
@@ -77,8 +80,12 @@ def trak_attribution(models: Sequence[torch.nn.Module], train_set: ImageSet, tes
     """TRAK scores of `models` (trained checkpoints taking [0,1] images) converted to top-k lists.
 
     Returns (Attribution named "trak", the raw (N_train, T) score matrix). test_indices: which images of
-    `test_set` to score (default all).
+    `test_set` to score (default all). Raises TypeError when a set is not an ImageSet; ValueError for an empty set or
+    sets with different classes (names and order: label conditioning compares test labels with training labels).
     """
+    check_imageset(train_set, "train_set", "trak_attribution")
+    check_imageset(test_set, "test_set", "trak_attribution")
+    check_same_classes(train_set, test_set, "trak_attribution")
     settings = settings or TrakSettings()
     if len(models) < 1:
         raise ValueError("models: TRAK needs at least one trained checkpoint")

@@ -4,6 +4,9 @@ APBench's `MadrysLoss`: L∞ PGD with 10 steps of 2/255 inside ε = 8/255, from 
 eval mode while attacking (peers_and_protocols.md §1.3). Perturbing each training image inside an ε-ball
 larger than the poison's budget lets the model ignore the poison; the price is clean accuracy and time
 (about 11 forward/backward passes per batch).
+
+The training itself is `training.train` with these protocol changes; it stops with a FloatingPointError naming the
+epoch when the (adversarial) training loss becomes NaN or infinite, as for any protocol (lower the lr).
 """
 
 from __future__ import annotations

@@ -81,8 +81,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..cache import atomic_write, cache_path, cached
+from ..checks import check_seed
 from ..data import ImageSet, quantize
-from ..device import amp_dtype, autocast, deterministic_backend, make_generator, pick_device
+from ..device import amp_dtype, autocast, check_finite_loss, deterministic_backend, make_generator, pick_device
 from ..models import BasicBlock  # the CIFAR ResNet block (kuangliu), shared with the victim
 from ..poisons.base import dataset_fingerprint
 from ..profiles import resolve_profile
@@ -328,9 +329,10 @@ class DVAE(VAE):
 def _build(cls: type[VAE], shape: tuple[int, int, int], num_classes: int, width: int, latent_dim: int,
            levels: int | None, seed: int) -> VAE:
     c, h, w = shape
+    seed = check_seed(seed, "seed", f"build_{cls.kind}")
     levels = default_levels((h, w)) if levels is None else levels
     with torch.random.fork_rng(devices=[]):  # a fresh, seeded init that leaves the global RNG alone
-        torch.manual_seed(int(seed))
+        torch.manual_seed(seed)
         return cls(c, (h, w), num_classes, width, latent_dim, levels)
 
 
@@ -552,6 +554,9 @@ def _fit(model: VAE, x_u8: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed
                 opt.step()
             sums += torch.stack([terms[k].detach() for k in keys])
         means = (sums / steps).tolist()
+        # stop before a NaN/inf epoch is recorded or checkpointed (a resumed run would start from NaN weights)
+        check_finite_loss(means[0], desc, where=f"in epoch {epoch + 1} (lr {cfg.lr:g})",
+                          fix=f"lower lr (now {cfg.lr:g}), or turn mixed precision off (amp=False)")
         for k, v in zip(keys, means, strict=True):
             history[k].append(float(v))
         history["epoch_seconds"].append(time.perf_counter() - t0)
@@ -570,7 +575,7 @@ def _fit(model: VAE, x_u8: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, seed
 def _train(fn: str, cls: type[VAE], train_set: ImageSet, kl_cap: float, *, epochs, profile, width, latent_dim,
            levels, batch_size, lr, weight, floor_after, amp, seed, device, quiet, cache, on_epoch) -> VAE:
     _check_imageset(train_set, fn)
-    seed = _check_int(seed, "seed", fn, lo=0)
+    seed = check_seed(seed, "seed", fn)
     _check_bool(cache, "cache", fn)
     dev = pick_device(device)
     cfg, notes, prof = _resolve_config(
@@ -630,6 +635,8 @@ def train_dvae(
     fingerprint, the settings, `seed` and the device type; with `cache` a checkpoint is written after every
     epoch and an interrupted run resumes from it. `on_epoch(epoch, history)` is called after each epoch.
     `model.info` has the per-epoch losses ("history"), the settings and the deviations ("notes").
+    Raises NonFiniteLossError (device.py; a FloatingPointError) as soon as an epoch's loss is NaN or infinite,
+    before that epoch is checkpointed (lower lr, or amp=False); TypeError for a seed that is not an integer.
     """
     return _train("train_dvae", DVAE, train_set, kl_cap, epochs=epochs, profile=profile, width=width,  # type: ignore
                   latent_dim=latent_dim, levels=levels, batch_size=batch_size, lr=lr, weight=kl_weight,
@@ -659,6 +666,7 @@ def train_vae(
     """Train the plain rate-constrained VAE (loss MSE(x̂, x) + w_KL·max(KL, C)) with the D-VAE's recipe.
 
     Same settings, caching and resuming as `train_dvae`; labels are not used. Returns the model in eval mode.
+    Raises NonFiniteLossError as `train_dvae` does when the loss diverges.
     """
     return _train("train_vae", VAE, train_set, kl_cap, epochs=epochs, profile=profile, width=width,
                   latent_dim=latent_dim, levels=levels, batch_size=batch_size, lr=lr, weight=kl_weight,
@@ -724,6 +732,7 @@ def reconstruct(model: VAE, images, labels: torch.Tensor | None = None, *, sampl
         y = _check_labels(labels, len(x), model.arch["num_classes"], fn)
     _check_bool(sample_latent, "sample_latent", fn)
     batch_size = _check_int(batch_size, "batch_size", fn)
+    seed = check_seed(seed, "seed", fn)
     dev = _model_device(model, device)
     model.to(dev).eval()
     amp = amp and amp_dtype(dev) is not None
@@ -768,6 +777,7 @@ def purify_stage(model: DVAE, ds: ImageSet, stage: int, *, sample_latent: bool =
         raise ValueError(f"{fn}: stage must be 1 (subtract p̂) or 2 (subtract p̂, then reconstruct), got {stage!r}")
     _check_choice(rounding, "rounding", ROUNDINGS, fn)
     _check_bool(sample_latent, "sample_latent", fn)
+    seed = check_seed(seed, "seed", fn)
     if (ds.channels, *ds.image_size) != (model.arch["channels"], *model.arch["size"]) or \
             ds.num_classes != model.arch["num_classes"]:
         raise ValueError(f"{fn}: the model was trained on {model.arch['channels']}x{model.arch['size'][0]}x"
@@ -871,7 +881,7 @@ def _check_purify_args(train_set: ImageSet, stage_caps, seed, sample_latent, cac
     fn = "dvae"
     _check_imageset(train_set, fn)
     caps = _check_stage_caps(stage_caps, fn)
-    seed = _check_int(seed, "seed", fn, lo=0)
+    seed = check_seed(seed, "seed", fn)
     _check_bool(sample_latent, "sample_latent", fn)
     _check_bool(cache, "cache", fn)
     _check_choice(rounding, "rounding", ROUNDINGS, fn)
@@ -985,7 +995,7 @@ def vae_purify(
     fn = "vae"
     _check_imageset(train_set, fn)
     kl_cap = check_cap(kl_cap, fn)
-    seed = _check_int(seed, "seed", fn, lo=0)
+    seed = check_seed(seed, "seed", fn)
     _check_bool(sample_latent, "sample_latent", fn)
     _check_bool(cache, "cache", fn)
     _check_choice(rounding, "rounding", ROUNDINGS, fn)

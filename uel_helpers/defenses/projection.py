@@ -49,8 +49,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..cache import cached
+from ..checks import check_seed
 from ..data import DECODE_KEY, ImageSet, affine_code, decode_images, encode_images
-from ..device import pick_device
+from ..device import check_finite_loss, pick_device
 from ..poisons.base import dataset_fingerprint
 from .registry import register
 
@@ -84,7 +85,7 @@ def _check_args(train_set: ImageSet, epochs, batch_size, lr, seed) -> tuple[int,
                          "would leave (almost) nothing; it needs fewer classes than pixels x channels")
     epochs = _check_int(epochs, "epochs", 1)
     batch_size = _check_int(batch_size, "batch_size", 1)
-    seed = _check_int(seed, "seed", 0)
+    seed = check_seed(seed, "seed", "projection")
     if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
         raise ValueError(f"projection: lr must be a finite number > 0 (the reference uses 0.1), got {lr!r}")
     return epochs, batch_size, float(lr), seed
@@ -113,6 +114,8 @@ def fit_linear_weights(
     `epochs`, batches of `batch_size` in dataset order. W's rows, reshaped to (C, H, W), are the paper's
     "recovered perturbations". Initialisation: PyTorch's default for nn.Linear, drawn from a generator seeded
     with `seed`. Cached by the data's fingerprint and the settings when `cache` is True.
+    Raises NonFiniteLossError (device.py; a FloatingPointError) when an epoch's loss is NaN or infinite (lower
+    `lr`), TypeError for a seed that is not an integer.
     """
     epochs, batch_size, lr, seed = _check_args(train_set, epochs, batch_size, lr, seed)
     dev = pick_device(device)
@@ -139,13 +142,18 @@ def _fit(train_set: ImageSet, epochs: int, batch_size: int, lr: float, seed: int
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(milestones(epochs)), gamma=0.1)
     x_u8 = train_set.images.reshape(n, d).to(dev)  # uint8 on the device; decoded per batch
     y = train_set.labels.to(dev)
-    for _ in tqdm(range(epochs), desc="projection: logistic regression", disable=quiet or None, leave=False):
+    for epoch in tqdm(range(epochs), desc="projection: logistic regression", disable=quiet or None, leave=False):
+        total = torch.zeros((), device=dev)
         for start in range(0, n, batch_size):
             xb = decode_images(x_u8[start:start + batch_size], train_set.meta)
             loss = F.cross_entropy(model(xb), y[start:start + batch_size])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            total += loss.detach()
+        # NaN weights would span nothing: stop here rather than project out NaN directions (or cache them)
+        check_finite_loss(total, "projection: logistic regression", where=f"in epoch {epoch + 1} (lr {lr:g})",
+                          fix=f"lower lr (now {lr:g}; the reference uses 0.1), or check the images for NaN/inf")
         sched.step()
     return model.weight.detach().float().cpu().clone()
 

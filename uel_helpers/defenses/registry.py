@@ -131,6 +131,8 @@ def apply_defense(name: str, train_set: ImageSet, protocol: Protocol, **params) 
     defense = get_defense(name)
     if not isinstance(train_set, ImageSet):
         raise TypeError(f"defense {name!r}: expected an ImageSet training set, got {type(train_set).__name__}")
+    if len(train_set) == 0:
+        raise ValueError(f"defense {name!r}: the training set (train_set) is empty")
     fields = getattr(protocol, "__dataclass_fields__", None)
     if fields is None or not callable(getattr(protocol, "with_", None)):
         raise TypeError(

@@ -15,6 +15,8 @@ learns at once.
 Registered attacks: `ar` (L2, ε = 1 for 3×32×32, the paper's recommended threat model) and `ar-linf`
 (L∞, ε = 8/255). `generate_ar` is the batched generator, `find_ar_coefficients` the coefficient search
 of the paper, `matching_filter`/`filter_response` the detector used by both and by the notebook.
+Diverging processes are refused by a scale-free guard (NaN/Inf, growth per recursion step, own-filter
+response; see `_guard`), so the paper's larger settings (96 px, 224 px) run with the defaults.
 
 Licence of the shipped data: AR coefficients from psandovalsegura/autoregressive-poisoning,
 Sandoval-Segura et al., NeurIPS 2022. They are MIT-licensed, "Copyright (c) 2022 Pedro Sandoval"; the
@@ -49,6 +51,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..checks import check_choice, check_count, check_number, check_rate, check_seed, check_size
 from ..data import ImageSet
 from ..device import make_generator, pick_device
 from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
@@ -56,7 +59,11 @@ from .registry import register
 
 RELEASED_SETS = ("cifar10", "cifar100")
 COEFFICIENT_CHOICES = ("auto", "cifar10", "cifar100", "find")
-MAX_RAW_NORM = 1e3  # raw L2 norm above which a process counts as exploding (§2.5); see generate_ar
+MAX_GROWTH = 1.15  # growth per recursion step above which a process counts as diverging; see _guard
+GROWTH_SLACK = 10.0  # allowance for the first steps' transient (a 3x3 field can amplify its start values x2.2)
+OWN_OTHER_LIMIT = 1e-2  # median own/other filter response of a class's generated noise above which it is refused
+DIAGNOSTIC_IMAGES = 256  # images on which the attack measures the own/other diagnostic
+_DIAG_BYTES = 128 * 2**20  # temporaries of the own/other diagnostic per chunk (see _diagnostic_chunks)
 FINDER_NORM_BOUND = 50.0  # the finder's --gen_norm_upper_bound: raw L2 norm limit of an acceptable process
 DRAW_BLOCK = 256  # images whose start signals are drawn in one call: the bytes do not depend on the chunk size
 _CPU_FIELD_FLOATS = 8 * 2**20  # ~32 MB working field per chunk on CPU (stays in cache-friendly sizes)
@@ -165,13 +172,16 @@ def filter_response(f: torch.Tensor, signal: torch.Tensor) -> torch.Tensor:
 
 class ARNoise(NamedTuple):
     """Output of `generate_ar`: δ (N, C, H, W) float32 on the CPU, scaled to ‖δ‖_p = eps; the raw norms
-    before scaling, `raw_norm` in the chosen p and `raw_l2` in L2 (what the guard and finder use); and
-    `linf`, each scaled δ's max |value| (for L2 = 1 on CIFAR, ≈ 0.09: about 23/255)."""
+    before scaling, `raw_norm` in the chosen p and `raw_l2` in L2 (what the finder uses); `linf`, each
+    scaled δ's max |value| (for L2 = 1 on CIFAR, ≈ 0.09: about 23/255); and `growth`, each pattern's growth per
+    recursion step, (max |raw pattern| / max |start values|)^(1 / steps) (what the divergence guard uses;
+    the released processes stay below 1.05 at every size measured, 8 to 448 px; see `_guard`)."""
 
     delta: torch.Tensor
     raw_norm: torch.Tensor
     raw_l2: torch.Tensor
     linf: torch.Tensor
+    growth: torch.Tensor
 
 
 def _run_recursion(field: torch.Tensor, taps: torch.Tensor) -> None:
@@ -252,19 +262,22 @@ def _raw_chunk(w: torch.Tensor, sh: int, sw: int, crop: int, seeds: torch.Tensor
 
 
 def _as_size(image_size: int | Sequence[int]) -> tuple[int, int]:
-    hw = (image_size, image_size) if isinstance(image_size, (int, np.integer)) else tuple(image_size)
-    if len(hw) != 2 or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in hw):
-        raise ValueError(f"image_size must be a positive int or (height, width), got {image_size!r}")
-    return int(hw[0]), int(hw[1])
+    return check_size(image_size, "image_size")
 
 
 def _check_crop(crop: int, h: int, w: int) -> int:
-    if isinstance(crop, bool) or not isinstance(crop, (int, np.integer)) or crop < 0:
-        raise ValueError(f"crop must be a non-negative int (the paper uses 4 for CIFAR), got {crop!r}")
+    crop = check_count(crop, "crop (the paper uses 4 for CIFAR)", lo=0)
     if min(h, w) + crop < 3:
         raise ValueError(f"the generated field {h + crop}×{w + crop} is too small for a 3×3 AR process; "
                          "use a larger crop or larger images")
-    return int(crop)
+    return crop
+
+
+def _check_limit(value, name: str, who: str, lo: float) -> float:
+    """A guard limit: a number above `lo`, or inf (no limit)."""
+    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool) and value == math.inf:
+        return math.inf
+    return check_rate(value, name, who, lo=lo, lo_open=True)
 
 
 def _check_p(p) -> float:
@@ -279,25 +292,69 @@ def _class_label(k: int, class_names: Sequence[str] | None) -> str:
     return f"class {k} ({class_names[k]!r})" if class_names is not None and k < len(class_names) else f"class {k}"
 
 
-def _guard(raw_l2: torch.Tensor, labels: torch.Tensor, max_raw_norm: float,
-           class_names: Sequence[str] | None) -> None:
-    """Refuse exploding or non-finite processes, naming the class (the old CIFAR-100 process 9 case)."""
-    bad = ~torch.isfinite(raw_l2) | (raw_l2 > max_raw_norm)
+def recursion_steps(sh: int, sw: int) -> int:
+    """The depth of the AR recursion on an Sh × Sw field: the number of anti-diagonals it computes, one after the
+    other ((Sh − 2) + (Sw − 2) − 1; every tap of a pixel lies on an earlier anti-diagonal)."""
+    return max(1, (sh - 2) + (sw - 2) - 1)
+
+
+def growth_per_step(linf: torch.Tensor, start_max: torch.Tensor, steps: int) -> torch.Tensor:
+    """Each pattern's growth per recursion step: (max |raw pattern| / max |start values|)^(1 / steps), float64.
+
+    A linear recursion multiplies its values by about ρ per step, ρ being a property of the process alone, so this
+    does not depend on the image size (the released processes: 0.97-1.05 from 8 to 448 px). NaN where the pattern
+    is not finite.
+    """
+    ratio = linf.double() / start_max.double().clamp_min(torch.finfo(torch.float64).tiny)
+    return ratio.clamp_min(torch.finfo(torch.float64).tiny).log().div(steps).exp()
+
+
+# Why the guard looks at the growth per step and not at the raw norm. The recursion is linear: after d anti-diagonal
+# steps a process's values have grown like ρ^d, where ρ depends on its coefficients only. The released processes are
+# marginal, ρ ≈ 1.00-1.05, so their raw norms legitimately grow with the field: raw L2 median 37 at 32 px, ~350 at
+# 96 px, ~2e4 at 224 px, up to ~1e9 (all measured), and their noise is still exact (own/other response ~6e-8).
+# Any fixed norm limit (the former 1e3) is therefore a guess about the image size. A diverging process (taps summing
+# to 2, random taps without the finder's test, the old CIFAR-100 process 9 with a tap of 2.35e7) grows by ρ >= 1.3 per
+# step at every size: its pattern is all in the last few anti-diagonals (no longer a texture), and it overflows
+# float32 within a few hundred steps. So the guard refuses (1) any NaN/Inf (overflow: the recursion ran away), and
+# (2) a growth above `max_growth` per step (default 1.15, x1.1 above the largest released rate; x1.15 per step is
+# x1e6 over 100 steps), after allowing a constant factor GROWTH_SLACK for the first steps' transient, and
+# (3) in the registered attacks, noise that no longer answers ~0 to its own matching filter (`_check_separable`:
+# the recursion lost its precision, so the classes are no longer told apart by their filters). An optional
+# `max_raw_norm` keeps the old absolute test for whoever wants one (e.g. the finder's 50 at 36×36).
+def _guard(raw_l2: torch.Tensor, linf: torch.Tensor, start_max: torch.Tensor, labels: torch.Tensor, steps: int,
+           max_growth: float, max_raw_norm: float | None, class_names: Sequence[str] | None) -> torch.Tensor:
+    """Refuse diverging or non-finite processes, naming the class (see the comment above); returns the growth per
+    step of every pattern (float32)."""
+    growth = growth_per_step(linf, start_max, steps)
+    finite = torch.isfinite(raw_l2) & torch.isfinite(linf)
+    allowed = GROWTH_SLACK ** (1.0 / steps) * max_growth  # (ratio / slack)^(1/steps) > max_growth, rearranged
+    fast = finite & (growth > allowed)
+    big = finite & (raw_l2 > max_raw_norm) if max_raw_norm is not None else torch.zeros_like(finite)
+    bad = ~finite | fast | big
     if not bad.any():
-        return
+        return growth.float()
     i = int(torch.nonzero(bad)[0, 0])
     k = int(labels[i])
     classes = sorted({int(c) for c in labels[bad].tolist()})
-    value = float(raw_l2[i])
-    what = "NaN or Inf" if not math.isfinite(value) else f"a raw L2 norm of {value:.3g}"
+    failing = f"classes failing in this chunk: {classes[:10]}{' ...' if len(classes) > 10 else ''}"
+    cause = ("Its coefficients are unstable (like the old CIFAR-100 process 9, b[1,0,0] ≈ 2.35e7, or taps that sum "
+             "to much more than 1); use the released sets or find_ar_coefficients(...)")
+    if not finite[i]:
+        raise ValueError(
+            f"the AR process of {_class_label(k, class_names)} diverges: its pattern overflows to NaN or Inf in "
+            f"float32 before scaling ({failing}). {cause}; released processes overflow only on fields of about a "
+            "thousand pixels a side, so for such images generate smaller noise and upsample it")
+    if fast[i]:
+        raise ValueError(
+            f"the AR process of {_class_label(k, class_names)} diverges: its pattern grows by ×{float(growth[i]):.3g} "
+            f"per recursion step ({float(linf[i] / start_max[i].clamp_min(1e-30)):.3g}× over {steps} steps; limit "
+            f"×{max_growth:g} per step, the released processes grow by at most ×1.05; {failing}). {cause}, or raise "
+            "max_growth if you mean to use it")
     raise ValueError(
-        f"the AR process of {_class_label(k, class_names)} diverges: its pattern has {what} before scaling "
-        f"(limit {max_raw_norm:g}; classes failing in this chunk: {classes[:10]}"
-        f"{' ...' if len(classes) > 10 else ''}). "
-        "Its coefficients are unstable (like the old CIFAR-100 process 9, b[1,0,0] ≈ 2.35e7); use the released "
-        "sets, find_ar_coefficients(...), or, for large images where stable processes legitimately grow, "
-        "raise max_raw_norm"
-    )
+        f"the AR process of {_class_label(k, class_names)} exceeds max_raw_norm: its pattern has a raw L2 norm of "
+        f"{float(raw_l2[i]):.3g} before scaling (limit {max_raw_norm:g}; {failing}). Raw norms grow with the image "
+        "size for stable processes too; leave max_raw_norm=None to rely on the growth guard (max_growth)")
 
 
 def generate_ar(
@@ -312,7 +369,8 @@ def generate_ar(
     seed: int | None = None,
     start: torch.Tensor | None = None,
     device: torch.device | str | None = None,
-    max_raw_norm: float = MAX_RAW_NORM,
+    max_growth: float = MAX_GROWTH,
+    max_raw_norm: float | None = None,
     class_names: Sequence[str] | None = None,
     quiet: bool = True,
 ) -> ARNoise:
@@ -325,11 +383,13 @@ def generate_ar(
     Randomness: `generator` (on `device`), or a new one from `seed`, or an explicit `start` signal
     (N, C, H + crop, W + crop) whose first two rows and columns are used (for tests and figures).
     The same seed gives the same bytes on the same device, whatever the chunk size.
-    max_raw_norm: guard against exploding processes: a raw L2 norm above it, or any NaN/Inf, raises a
-    ValueError naming the class. The default 1e3 suits CIFAR-sized fields (released processes reach at
-    most ~2e2 there); released processes legitimately grow on large fields (to ~1e5 at 100×100), so raise
-    it there.
-    Returns ARNoise(delta (N, C, H, W) float32 on the CPU, raw p-norms (N,), raw L2 norms (N,), max |δ| (N,)).
+    Divergence guard (ValueError naming the class): a pattern with NaN/Inf (float32 overflow), or one growing by
+    more than `max_growth` per recursion step (default 1.15; the released processes grow by at most ~1.05 at any
+    size, diverging ones by 1.3 and more; inf turns this test off), or, when given, a raw L2 norm above
+    `max_raw_norm` (default None: no absolute limit, since raw norms of stable processes grow with the field:
+    ~40 at 32 px, ~1e9 at 224 px). Scale-free, so the paper's 96 px and 224 px settings run with the defaults.
+    Returns ARNoise(delta (N, C, H, W) float32 on the CPU, raw p-norms (N,), raw L2 norms (N,), max |δ| (N,),
+    growth per step (N,)).
     """
     dev = pick_device(device if device is not None else "auto")
     b = check_coefficients(coefficients)
@@ -344,10 +404,14 @@ def generate_ar(
     h, w = _as_size(image_size)
     crop = _check_crop(crop, h, w)
     pnorm = _check_p(p)
-    eps = float(eps)
-    if not math.isfinite(eps) or eps <= 0:
-        raise ValueError(f"eps must be a positive number, got {eps}")
+    eps = check_rate(eps, "eps", "generate_ar", lo=0.0, lo_open=True)
+    max_growth = _check_limit(max_growth, "max_growth", "generate_ar", lo=1.0)
+    if max_raw_norm is not None:
+        max_raw_norm = _check_limit(max_raw_norm, "max_raw_norm", "generate_ar", lo=0.0)
+    if seed is not None:
+        seed = check_seed(seed, "seed", "generate_ar")
     sh, sw = h + crop, w + crop
+    steps = recursion_steps(sh, sw)
     n = len(labels)
     if start is not None:
         start = torch.as_tensor(start)
@@ -357,12 +421,13 @@ def generate_ar(
         if not torch.isfinite(start).all():
             raise ValueError("start contains NaN or Inf")
     elif generator is None:
-        generator = make_generator(0 if seed is None else int(seed), dev)
+        generator = make_generator(0 if seed is None else seed, dev)
 
     delta = torch.empty(n, channels, h, w, dtype=torch.float32)
     raw_l2 = torch.empty(n, dtype=torch.float32)
     raw_p = torch.empty(n, dtype=torch.float32)
     out_linf = torch.empty(n, dtype=torch.float32)
+    out_growth = torch.empty(n, dtype=torch.float32)
     b32 = b.to(device=dev, dtype=torch.float32)
 
     def work(i0: int, i1: int, seeds: torch.Tensor | None) -> None:
@@ -370,7 +435,13 @@ def generate_ar(
         chunk_start = None if start is None else start[i0:i1].to(device=dev, dtype=torch.float32)
         d = _raw_chunk(b32[lab.to(dev)], sh, sw, crop, seeds=seeds, start=chunk_start)
         l2, linf = _norms(d, nb, channels)
-        _guard(l2.cpu(), lab, max_raw_norm, class_names)
+        if chunk_start is not None:
+            start_max = torch.maximum(chunk_start[:, :, :2].abs().amax((1, 2, 3)),
+                                      chunk_start[:, :, 2:, :2].abs().amax((1, 2, 3)))
+        else:
+            assert seeds is not None
+            start_max = seeds.abs().amax(0).view(nb, channels).amax(1)
+        growth = _guard(l2.cpu(), linf.cpu(), start_max.cpu(), lab, steps, max_growth, max_raw_norm, class_names)
         norm = l2 if pnorm == 2 else linf
         scale = (eps / norm.double()).float()  # one rounding for eps/n, then one per value
         d = d.reshape(h, w, nb, channels).mul_(scale.view(1, 1, nb, 1))
@@ -378,6 +449,7 @@ def generate_ar(
         raw_l2[i0:i1] = l2.cpu()
         raw_p[i0:i1] = norm.cpu()
         out_linf[i0:i1] = (linf * scale).cpu()
+        out_growth[i0:i1] = growth
 
     chunk = _chunk_images(dev, channels, sh, sw)
     threads = torch.get_num_threads()
@@ -392,7 +464,7 @@ def generate_ar(
             for i0, i1 in bounds:
                 work(i0, i1, None if start is not None else _draw_seeds(generator, i1 - i0, channels, sh, sw, dev))
                 bar.update(i1 - i0)
-    return ARNoise(delta, raw_p, raw_l2, out_linf)
+    return ARNoise(delta, raw_p, raw_l2, out_linf, out_growth)
 
 
 @contextmanager
@@ -452,22 +524,19 @@ def default_required_response(num_classes: int, channels: int = 3, image_size: i
 
 def _find(num_classes: int, channels: int, required_response: float | None, max_tries: int, seed: int,
           size: int | Sequence[int], crop: int, quiet: bool) -> tuple[np.ndarray, int]:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    if isinstance(channels, bool) or not isinstance(channels, (int, np.integer)) or channels < 1:
-        raise ValueError(f"channels must be a positive int, got {channels!r}")
-    if isinstance(max_tries, bool) or not isinstance(max_tries, (int, np.integer)) or max_tries < 1:
-        raise ValueError(f"max_tries must be a positive int, got {max_tries!r}")
+    who = "find_ar_coefficients"
+    num_classes = check_count(num_classes, "num_classes", who)
+    channels = check_count(channels, "channels", who)
+    max_tries = check_count(max_tries, "max_tries", who)
+    seed = check_seed(seed, "seed", who)
     sh, sw = _as_size(size)
-    if isinstance(crop, bool) or not isinstance(crop, (int, np.integer)) or crop < 0:
-        raise ValueError(f"crop must be a non-negative int (the paper uses 4 for CIFAR), got {crop!r}")
-    crop = int(crop)
+    crop = check_count(crop, "crop (the paper uses 4 for CIFAR)", who, lo=0)
     if sh - crop < 3 or sw - crop < 3:
         raise ValueError(f"size {sh}×{sw} with crop {crop} leaves no 3×3 window to test the matching filter")
     if required_response is None:
         required_response = default_required_response(num_classes, channels, (sh - crop, sw - crop))
-    required_response = float(required_response)
-    gen = torch.Generator().manual_seed(int(seed))
+    required_response = check_number(required_response, "required_response", who)
+    gen = torch.Generator().manual_seed(seed)
     accepted: list[torch.Tensor] = []
     tries = 0
     bar = tqdm(total=num_classes, desc="AR processes", disable=quiet or None, leave=False)
@@ -584,61 +653,159 @@ def _resolve_coefficients(spec, num_classes: int, channels: int, size: tuple[int
 
 
 def _ar_attack(attack: str, train_set: ImageSet, norm: str, *, seed: int, eps: float, crop: int,
-               coefficients, rounding: str, max_raw_norm: float, device: torch.device | None,
-               quiet: bool) -> Poison:
+               coefficients, rounding: str, max_growth: float, max_raw_norm: float | None,
+               device: torch.device | None, quiet: bool) -> Poison:
     check_uint8_imageset(train_set, attack)
-    if rounding not in ("round", "truncate"):
-        raise ValueError(f"{attack}: rounding must be 'round' or 'truncate', got {rounding!r}")
+    seed = check_seed(seed, "seed", attack)
+    check_choice(rounding, "rounding", ("round", "truncate"), attack)
     eps = check_eps(eps, norm, attack, train_set.shape)
     channels, h, w = train_set.shape
     crop = _check_crop(crop, h, w)
-    if isinstance(max_raw_norm, bool) or not isinstance(max_raw_norm, (int, float)) or not max_raw_norm > 0:
-        raise ValueError(f"{attack}: max_raw_norm must be a positive number, got {max_raw_norm!r}")
+    max_growth = _check_limit(max_growth, "max_growth", attack, lo=1.0)
+    if max_raw_norm is not None:
+        max_raw_norm = _check_limit(max_raw_norm, "max_raw_norm", attack, lo=0.0)
     dev = pick_device(device if device is not None else "auto")
     t0 = time.perf_counter()
-    b, source, extra = _resolve_coefficients(coefficients, train_set.num_classes, channels, (h, w), crop,
-                                             int(seed), quiet)
+    b, source, extra = _resolve_coefficients(coefficients, train_set.num_classes, channels, (h, w), crop, seed, quiet)
     t1 = time.perf_counter()
     noise = generate_ar(b, train_set.labels, (h, w), crop=crop, eps=eps, p=2 if norm == "l2" else math.inf,
-                        generator=make_generator(int(seed), dev), device=dev, max_raw_norm=float(max_raw_norm),
-                        class_names=train_set.classes, quiet=quiet)
+                        generator=make_generator(seed, dev), device=dev, max_growth=max_growth,
+                        max_raw_norm=max_raw_norm, class_names=train_set.classes, quiet=quiet)
     t2 = time.perf_counter()
+    # the third guard, on a sample: the generated noise must still answer ~0 to its own matching filter
+    m = min(len(train_set), DIAGNOSTIC_IMAGES)
+    labels = train_set.labels[:m]
+    r_delta = filter_responses(matching_filter(b), lambda i0, i1: noise.delta[i0:i1], m, (channels, h, w))
+    _check_separable(r_delta, labels, train_set.classes, attack)
     coeff_param = coefficients if isinstance(coefficients, str) else check_coefficients(coefficients).tolist()
-    params = {"eps": eps, "crop": crop, "coefficients": coeff_param, "rounding": rounding,
-              "max_raw_norm": float(max_raw_norm)}
+    params = {"eps": eps, "crop": crop, "coefficients": coeff_param, "rounding": rounding, "max_growth": max_growth,
+              "max_raw_norm": max_raw_norm}
     raw = noise.raw_l2
     info = {
         "norm": norm, "coefficients": source, "generated_size": [h + crop, w + crop], "device": str(dev),
         "raw_l2_min": float(raw.min()) if len(raw) else None,
         "raw_l2_median": float(raw.median()) if len(raw) else None,
         "raw_l2_max": float(raw.max()) if len(raw) else None,
+        "growth_per_step_max": float(noise.growth.max()) if len(raw) else None,
         "delta_linf_median": float(noise.linf.median()) if len(raw) else None,
         "seconds_coefficients": t1 - t0, "seconds_generate": t2 - t1, **extra,
     }
-    poison = poison_from_delta(attack, train_set, noise.delta, params, int(seed), rounding, info)
-    sample = torch.arange(min(len(train_set), 256))
-    effective = poison.poisoned.images[sample].float() / 255 - train_set.images[sample].float() / 255
-    poison.info["own_other_ratio_delta"] = own_other_ratio(noise.delta[sample], train_set.labels[sample], b)
-    poison.info["own_other_ratio_stored"] = own_other_ratio(effective, train_set.labels[sample], b)
+    poison = poison_from_delta(attack, train_set, noise.delta, params, seed, rounding, info, classwise=False)
+    stored, clean = poison.poisoned.images, train_set.images
+
+    def effective(i0: int, i1: int) -> torch.Tensor:  # what the stored poison adds, one chunk at a time
+        return stored[i0:i1].float().div_(255).sub_(clean[i0:i1].float().div_(255))
+
+    r_stored = filter_responses(matching_filter(b), effective, m, (channels, h, w))
+    poison.info["own_other_ratio_delta"] = _ratio(r_delta, labels)
+    poison.info["own_other_ratio_stored"] = _ratio(r_stored, labels)
     poison.info["seconds_total"] = time.perf_counter() - t0
     return poison
 
 
+def _diagnostic_bytes(images: int, filters: int, channels: int, h: int, w: int) -> int:
+    """Bytes of the own/other diagnostic's temporaries for one chunk of `images` × `filters`: the images as float32
+    and as float64 (C·H·W values each), conv2d's unfolded input (9·C values per output position, float64) and its
+    output (one (H−2)·(W−2) map per image and filter, float64)."""
+    positions = max(h - 2, 0) * max(w - 2, 0)
+    return images * (channels * h * w * (4 + 8) + 9 * channels * positions * 8 + filters * positions * 8)
+
+
+def _diagnostic_chunks(num_filters: int, channels: int, h: int, w: int, budget: int = _DIAG_BYTES) -> tuple[int, int]:
+    """(images, filters) per chunk of `filter_responses`, so that `_diagnostic_bytes` stays within `budget` (at
+    least one image and one filter: ~13 MB for one 3×224×224 image and one filter)."""
+    per_map = max(1, 8 * max(h - 2, 0) * max(w - 2, 0))
+    filters = max(1, min(num_filters, budget // 2 // per_map))
+    return max(1, budget // max(1, _diagnostic_bytes(1, filters, channels, h, w))), filters
+
+
+def filter_responses(filters: torch.Tensor, signal: Callable[[int, int], torch.Tensor], n: int,
+                     shape: tuple[int, int, int], budget: int = _DIAG_BYTES) -> torch.Tensor:
+    """R(f_k, s_i) for n signals and K filters, (n, K) float64 on the CPU: `filter_response` computed in chunks.
+
+    signal(i0, i1) gives the signals i0..i1−1 (C, H, W each, any float dtype), fetched one chunk at a time so that
+    the float64 temporaries stay within `budget` bytes (`_diagnostic_chunks`; ~128 MB by default, whatever the
+    size: the whole (n, K, H−2, W−2) response map of 256 ImageNet-size images and 100 filters would be ~10 GB).
+    The result equals `filter_response(filters, all signals)` up to float64 rounding.
+    """
+    filters = torch.as_tensor(filters).to(torch.float64)
+    k = filters.shape[0]
+    out = torch.zeros(n, k, dtype=torch.float64)
+    c, h, w = shape
+    if h < 3 or w < 3:  # no 3×3 window: no response
+        return out
+    n_chunk, k_chunk = _diagnostic_chunks(k, c, h, w, budget)
+    for i0 in range(0, n, n_chunk):
+        i1 = min(n, i0 + n_chunk)
+        s = signal(i0, i1).to(torch.float64)
+        for k0 in range(0, k, k_chunk):
+            out[i0:i1, k0:k0 + k_chunk] = filter_response(filters[k0:k0 + k_chunk].to(s.device), s).cpu()
+        del s
+    return out
+
+
+def _own_and_other(r: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The own-filter response of every image, and the responses of every other filter (flattened)."""
+    rows = torch.arange(len(labels))
+    mask = torch.ones_like(r, dtype=torch.bool)
+    mask[rows, labels] = False
+    return r[rows, labels], r[mask]
+
+
+def _ratio(r: torch.Tensor, labels: torch.Tensor) -> float | None:
+    """median own response / median other response; None when undefined (no images, one filter, no response)."""
+    if len(r) == 0 or r.shape[1] < 2:
+        return None
+    own, other = _own_and_other(r, labels.cpu())
+    other_median = other.median()
+    return float(own.median() / other_median) if other_median > 0 else None
+
+
+def _check_separable(r: torch.Tensor, labels: torch.Tensor, class_names: Sequence[str] | None, who: str,
+                     limit: float = OWN_OTHER_LIMIT) -> None:
+    """Refuse AR noise that no longer answers ~0 to its own class's matching filter (§2.6): the generated noise of
+    a sound process gives a median own/other response ratio of ~1e-7 (float32 rounding) at any size; a ratio above
+    `limit` (1e-2) means the recursion lost its precision (huge cancelling taps) and the classes are no longer told
+    apart by their filters. r: (n, K) responses of the generated δ (filter_responses)."""
+    if len(r) == 0 or r.shape[1] < 2:
+        return
+    labels = labels.cpu()
+    own, other = _own_and_other(r, labels)
+    if not (torch.isfinite(own).all() and torch.isfinite(other).all()):
+        raise ValueError(f"{who}: the AR noise gives NaN or Inf filter responses; its processes diverge (use the "
+                         "released sets or find_ar_coefficients(...))")
+    other_median = float(other.median())
+    if other_median <= 0:
+        return
+    bad = []
+    for k in labels.unique().tolist():
+        ratio = float(own[labels == k].median()) / other_median
+        if ratio > limit:
+            bad.append((k, ratio))
+    if bad:
+        k, ratio = bad[0]
+        raise ValueError(
+            f"{who}: the AR noise of {_class_label(k, class_names)} no longer answers ~0 to its own matching filter "
+            f"(median own/other response ratio {ratio:.3g}, limit {limit:g}; sound processes give ~1e-7; classes "
+            f"failing: {[c for c, _ in bad][:10]}{' ...' if len(bad) > 10 else ''}): the recursion lost its "
+            "precision in float32, so the classes are not separable by their filters. Its coefficients are "
+            "unstable; use the released sets or find_ar_coefficients(...)")
+
+
 def own_other_ratio(delta: torch.Tensor, labels: torch.Tensor, coefficients) -> float | None:
     """median R(f_own, δ) / median R(f_other, δ) (§2.6): ~0 for the generated δ, larger once clipping and
-    quantisation have touched it (the stored poison). None when it is undefined (no images, one class)."""
-    k = len(coefficients)
-    if len(delta) == 0 or k < 2:
+    quantisation have touched it (the stored poison). None when it is undefined (no images, one class, images
+    smaller than 3×3). Computed in chunks (`filter_responses`): a few hundred MB at most at any image size."""
+    if len(delta) == 0 or len(coefficients) < 2:
         return None
-    r = filter_response(matching_filter(coefficients), delta.double())
-    own = r[torch.arange(len(labels)), labels]
-    mask = torch.ones_like(r, dtype=torch.bool)
-    mask[torch.arange(len(labels)), labels] = False
-    other = r[mask].median()
-    return float(own.median() / other) if other > 0 else None
+    labels = torch.as_tensor(labels).to(torch.int64).cpu()
+    r = filter_responses(matching_filter(coefficients), lambda i0, i1: delta[i0:i1], len(delta),
+                         tuple(delta.shape[1:]))
+    return _ratio(r, labels)
 
 
-@register("ar", "Autoregressive perturbations (Sandoval-Segura et al. 2022), L2", "L2 1.0 (3x32x32)")
+@register("ar", "Autoregressive perturbations (Sandoval-Segura et al. 2022), L2", "L2 1.0 (3x32x32)",
+          recompute_delta=True)
 def ar(
     train_set: ImageSet,
     *,
@@ -647,7 +814,8 @@ def ar(
     crop: int = 4,
     coefficients="auto",
     rounding: str = "round",
-    max_raw_norm: float = MAX_RAW_NORM,
+    max_growth: float = MAX_GROWTH,
+    max_raw_norm: float | None = None,
     device: torch.device | None = None,
     quiet: bool = False,
 ) -> Poison:
@@ -662,15 +830,22 @@ def ar(
     100; RGB only), "cifar10", "cifar100", "find" (search new processes with find_ar_coefficients, e.g.
     for grayscale images), or an array (K', C, 3, 3) with K' >= K (the first K are used).
     rounding: "round" (round half up, as the AR export does) or "truncate".
-    max_raw_norm: the explosion guard of generate_ar (raise it for images much larger than 32×32).
+    max_growth, max_raw_norm: the divergence guard of generate_ar (growth per recursion step, 1.15 by default;
+    an optional absolute raw L2 limit, None by default). Scale-free: the paper's STL-10 (96 px, eps 3) and
+    ImageNet-size (224 px, 100 classes) settings run with the defaults.
+    Raises ValueError naming the class for a diverging process (NaN/Inf, growth above max_growth, or generated
+    noise that no longer answers ~0 to its own matching filter), TypeError for a seed that is not an integer.
+    info["own_other_ratio_delta"/"_stored"]: the §2.6 diagnostic on the first 256 images (~1e-7 / below 1).
     """
     check_uint8_imageset(train_set, "ar")
     l2_eps = default_l2_eps(train_set.shape) if eps is None else eps
     return _ar_attack("ar", train_set, "l2", seed=seed, eps=l2_eps, crop=crop, coefficients=coefficients,
-                      rounding=rounding, max_raw_norm=max_raw_norm, device=device, quiet=quiet)
+                      rounding=rounding, max_growth=max_growth, max_raw_norm=max_raw_norm, device=device,
+                      quiet=quiet)
 
 
-@register("ar-linf", "Autoregressive perturbations (Sandoval-Segura et al. 2022), L-inf", "Linf 8/255")
+@register("ar-linf", "Autoregressive perturbations (Sandoval-Segura et al. 2022), L-inf", "Linf 8/255",
+          recompute_delta=True)
 def ar_linf(
     train_set: ImageSet,
     *,
@@ -679,7 +854,8 @@ def ar_linf(
     crop: int = 4,
     coefficients="auto",
     rounding: str = "round",
-    max_raw_norm: float = MAX_RAW_NORM,
+    max_growth: float = MAX_GROWTH,
+    max_raw_norm: float | None = None,
     device: torch.device | None = None,
     quiet: bool = False,
 ) -> Poison:
@@ -689,4 +865,5 @@ def ar_linf(
     reporting the L2 results (`ar`). Other parameters as for `ar`.
     """
     return _ar_attack("ar-linf", train_set, "linf", seed=seed, eps=eps, crop=crop, coefficients=coefficients,
-                      rounding=rounding, max_raw_norm=max_raw_norm, device=device, quiet=quiet)
+                      rounding=rounding, max_growth=max_growth, max_raw_norm=max_raw_norm, device=device,
+                      quiet=quiet)

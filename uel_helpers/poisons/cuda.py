@@ -39,20 +39,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_seed
 from ..data import ImageSet, quantize
 from .base import Poison, check_uint8_imageset, poison_from_images
 from .registry import register
 
 _ATTACK = "cuda"
-
-
-def _check_seed(seed: int, attack: str) -> int:
-    """numpy's legacy RandomState takes seeds in [0, 2**32)."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{attack}: seed must be an int, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**32:
-        raise ValueError(f"{attack}: seed must be in [0, 2**32) (numpy RandomState), got {seed}")
-    return int(seed)
 
 
 def _check_blur(blur: float) -> float:
@@ -84,7 +76,7 @@ def cuda_kernels(num_classes: int, seed: int = 0, blur: float = 0.3, channels: i
         raise ValueError(f"{_ATTACK}: num_classes must be a positive int, got {num_classes!r}")
     if channels not in (1, 3):
         raise ValueError(f"{_ATTACK}: channels must be 1 or 3, got {channels!r}")
-    rs = np.random.RandomState(_check_seed(seed, _ATTACK))
+    rs = np.random.RandomState(check_seed(seed, "seed", _ATTACK, bits=32))
     return _draw_kernels(rs, int(num_classes), _check_blur(blur), channels)
 
 
@@ -120,7 +112,7 @@ def cuda(
     `info["kernels"]` holds the (K, 3, 3) kernels and `info["poisoned"]` the number of images changed.
     """
     check_uint8_imageset(train_set, _ATTACK)
-    seed = _check_seed(seed, _ATTACK)
+    seed = check_seed(seed, "seed", _ATTACK, bits=32)
     blur = _check_blur(blur)
     if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0.0 <= mix <= 1.0:
         raise ValueError(f"{_ATTACK}: mix is the fraction of images to poison, in [0, 1]; got {mix!r}")
@@ -154,4 +146,4 @@ def cuda(
     params = {"blur": blur, "mix": float(mix), "rounding": rounding}
     info = {"kernels": kernels64[:, 0].tolist(), "poisoned": int(chosen.sum()), "device": dev.type}
     return poison_from_images(_ATTACK, train_set, images, params, seed, perturbation=None, rounding=rounding,
-                              info=info)
+                              info=info, classwise=True)

@@ -22,6 +22,8 @@ Two registered variants:
 Both stop when the surrogate (eval mode) classifies ≥ 1 − `stop_error` (99%) of the noisy training
 images correctly. The original loops forever otherwise (`Unlearnable-Examples#24`); here `max_rounds`
 caps the rounds, and hitting the cap records `info["converged"] = False` and warns (`NotConvergedWarning`).
+A surrogate that diverges (NaN/inf training loss, or NaN/inf logits in the stop check, whose accuracy would
+otherwise be read from argmax of NaN) stops the run with `device.NonFiniteLossError`.
 
 Fixed behaviours and deviations from the original, all recorded in `Poison.info["notes"]`:
 
@@ -57,8 +59,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..checks import check_choice, check_rate, check_seed
 from ..data import ImageSet, quantize
-from ..device import autocast, deterministic_backend, make_generator, pick_device
+from ..device import autocast, check_finite_loss, deterministic_backend, make_generator, pick_device
 from ..profiles import resolve_profile
 from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
 from .registry import register
@@ -140,9 +143,11 @@ def min_min_step(model: SurrogateNet, x: torch.Tensor, y: torch.Tensor, eta: tor
 def _noisy_accuracy(model: SurrogateNet, x_u8: torch.Tensor, y: torch.Tensor,
                     noise_of: Callable[[torch.Tensor], torch.Tensor], batch_size: int, device: torch.device,
                     amp: bool) -> float:
-    """Accuracy (eval mode) on clip(x + δ, 0, 1), where `noise_of(idx)` gives δ for the indices."""
+    """Accuracy (eval mode) on clip(x + δ, 0, 1), where `noise_of(idx)` gives δ for the indices; NaN when any
+    logit is NaN or infinite (argmax would still pick a class, and the stop rule would read a made-up accuracy)."""
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
+    bad = torch.zeros((), dtype=torch.bool, device=device)
     n = len(x_u8)
     for start in range(0, n, batch_size):
         idx = torch.arange(start, min(n, start + batch_size), device=device)
@@ -150,7 +155,8 @@ def _noisy_accuracy(model: SurrogateNet, x_u8: torch.Tensor, y: torch.Tensor,
         with autocast(device, amp):
             logits = model(x)
         correct += (logits.argmax(1) == y[idx]).sum()
-    return int(correct) / max(1, n)
+        bad |= ~torch.isfinite(logits).all()
+    return float("nan") if bool(bad) else int(correct) / max(1, n)
 
 
 def _stratified_indices(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
@@ -195,25 +201,28 @@ def em_noise(
     The registered attacks `em-samplewise` / `em-classwise` wrap this and build the poisoned ImageSet;
     call it directly when you want the surrogate (e.g. to show that the noise lowers its loss).
     Parameters left as None take the profile's value (`PROFILE_SETTINGS`, `default_surrogate_arch`).
+    Raises NonFiniteLossError (device.py; a FloatingPointError and a RuntimeError) when the surrogate's training
+    loss, or its logits in the stop check, become NaN or infinite: the stop rule never reads a NaN accuracy, and
+    the run does not go on to `max_rounds` with a diverged surrogate (lower `lr`, or amp=False).
+    TypeError for a seed that is not an integer.
     """
     attack = "em-classwise" if classwise else "em-samplewise"
     check_uint8_imageset(train_set, attack)
+    seed = check_seed(seed, "seed", attack)
     eps = check_eps(eps, "linf", attack)
     profile = resolve_profile(profile)
     cfg = PROFILE_SETTINGS[profile]
     steps = check_positive_int(_resolve(steps, cfg.classwise_steps if classwise else cfg.samplewise_steps),
                                "steps", attack)
-    step_size = _resolve(step_size, cfg.classwise_step_size if classwise else cfg.samplewise_step_size)
-    if isinstance(step_size, bool) or not isinstance(step_size, (int, float)) or not 0 < step_size <= 1:
-        raise ValueError(f"{attack}: step_size must be in (0, 1] (pixel units, 0.8/255 in the paper), got {step_size}")
+    step_size = check_fraction(_resolve(step_size, cfg.classwise_step_size if classwise else cfg.samplewise_step_size),
+                               "step_size (pixel units, 0.8/255 in the paper)", attack)
     train_steps = check_positive_int(train_steps, "train_steps", attack)
     stop_error = check_fraction(stop_error, "stop_error", attack, low_open=False, high_open=True)
     max_rounds = check_positive_int(_resolve(max_rounds, cfg.max_rounds), "max_rounds", attack)
     batch_size = check_positive_int(_resolve(batch_size, cfg.batch_size), "batch_size", attack)
     subset_fraction = check_fraction(subset_fraction, "subset_fraction", attack)
     arch = check_surrogate_arch(_resolve(surrogate, default_surrogate_arch(profile, train_set.image_size)), attack)
-    if not (isinstance(lr, (int, float)) and lr > 0):
-        raise ValueError(f"{attack}: lr must be a positive number, got {lr!r}")
+    lr = check_rate(lr, "lr", attack, lo=0.0, lo_open=True)
     if len(train_set) == 0:
         raise ValueError(f"{attack}: the training set is empty")
     dev = pick_device(device)
@@ -221,7 +230,7 @@ def em_noise(
     t0 = time.perf_counter()
     with deterministic_backend(dev):
         gen = make_generator(seed, dev)            # noise init, on the device
-        order_gen = torch.Generator().manual_seed(int(seed))  # data order, on the CPU
+        order_gen = torch.Generator().manual_seed(seed)  # data order, on the CPU
         model = build_surrogate(arch, train_set, seed=seed, device=dev, normalize=False)
         stepper = SGDStepper(sgd(model, lr, 0.9, 5e-4, nesterov=False), dev, amp, grad_clip=GRAD_CLIP)
         x_u8, y_all = train_set.images.to(dev), train_set.labels.to(dev)
@@ -266,6 +275,8 @@ def em_noise(
                 with autocast(dev, amp):
                     logits = model(x)
                 stepper.step(F.cross_entropy(logits.float(), y_all[idx]))
+            stepper.check_finite(f"{attack} surrogate", f"in round {_round + 1} (lr {lr:g})",
+                                 f"lower its learning rate (lr={lr:g}), or turn mixed precision off (amp=False)")
             # 2. noise steps, surrogate frozen
             with frozen(model):
                 if classwise:
@@ -298,6 +309,10 @@ def em_noise(
                                       1024, dev, amp)
             else:
                 acc = _noisy_accuracy(model, x_u8, y_all, noise_of, 1024, dev, amp)
+            # a NaN accuracy (NaN/inf logits) must neither meet the stop rule nor run on silently to max_rounds
+            check_finite_loss(acc, f"{attack} surrogate", "stop-check accuracy (its logits on the noisy images)",
+                              f"in round {_round + 1}: NaN or infinite logits in eval mode",
+                              f"lower its learning rate (lr={lr:g}), or turn mixed precision off (amp=False)")
             history.append(acc)
             round_seconds.append(time.perf_counter() - t_round)
             bar.set_postfix(acc=f"{acc:.4f}")
@@ -352,9 +367,7 @@ def em_noise(
 
 
 def _check_rounding(rounding: str, attack: str) -> str:
-    if rounding not in ("round", "truncate"):
-        raise ValueError(f"{attack}: rounding must be 'round' or 'truncate', got {rounding!r}")
-    return rounding
+    return check_choice(rounding, "rounding", ("round", "truncate"), attack)
 
 
 @register("em-samplewise", "Error-minimising noise, one perturbation per image (Huang et al., ICLR 2021)",
@@ -384,7 +397,8 @@ def em_samplewise(
     Paper settings (profile `paper`): ResNet-18 surrogate, batch 512, 10 surrogate steps and then
     20 PGD steps of 0.8/255 over every batch in fixed order per round, until ≥ 99% accuracy on the
     noisy training set. `quick`/`smoke` use a smaller surrogate and 5 steps of eps/5 (deviations; see
-    the module docstring). Not converging within `max_rounds` warns and sets `info["converged"]`.
+    the module docstring). Not converging within `max_rounds` warns and sets `info["converged"]`; a surrogate
+    whose loss or logits become NaN/inf raises NonFiniteLossError (see `em_noise`).
     `rounding="truncate"` quantises like the original EM loader (the package rounds half up).
     """
     attack = "em-samplewise"
@@ -396,7 +410,7 @@ def em_samplewise(
               "stop_error": stop_error, "max_rounds": res.info["max_rounds"], "batch_size": res.info["batch_size"],
               "surrogate": res.info["surrogate"], "lr": lr, "random_start": random_start, "amp": amp,
               "profile": res.info["profile"]}
-    return poison_from_delta(attack, train_set, res.delta, params, seed, rounding, res.info)
+    return poison_from_delta(attack, train_set, res.delta, params, seed, rounding, res.info, classwise=False)
 
 
 @register("em-classwise", "Error-minimising noise, one perturbation per class (Huang et al., ICLR 2021)",
@@ -427,7 +441,8 @@ def em_classwise(
     Per round: 10 surrogate steps on shuffled batches of the full set; then, over a stratified
     `subset_fraction` (20%) of it, one PGD step of 0.8/255 per image and δ_c ← clip(mean over the
     batch's images of class c, ±eps); stop at ≥ 99% accuracy on the noisy subset. Smaller surrogate
-    at `quick`/`smoke` (deviation). `rounding="truncate"` quantises like the original loader.
+    at `quick`/`smoke` (deviation). `rounding="truncate"` quantises like the original loader. A surrogate whose
+    loss or logits become NaN/inf raises NonFiniteLossError (see `em_noise`).
     """
     attack = "em-classwise"
     _check_rounding(rounding, attack)
@@ -439,4 +454,4 @@ def em_classwise(
               "stop_error": stop_error, "max_rounds": res.info["max_rounds"], "batch_size": res.info["batch_size"],
               "subset_fraction": subset_fraction, "surrogate": res.info["surrogate"], "lr": lr,
               "random_start": random_start, "amp": amp, "profile": res.info["profile"]}
-    return poison_from_delta(attack, train_set, res.delta, params, seed, rounding, res.info)
+    return poison_from_delta(attack, train_set, res.delta, params, seed, rounding, res.info, classwise=True)

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from sklearn.datasets import make_classification
 
+from ..checks import check_seed
 from ..data import ImageSet
 from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
 from .regions import band_edges, expand_grid
@@ -58,11 +59,13 @@ def lsp_grid(height: int, width: int, patch: int | None = None) -> tuple[int, in
     return height // patch, width // patch
 
 
-def lsp_noise(
+def lsp_blocks(
     labels: torch.Tensor, num_classes: int, shape: tuple[int, int, int], *, eps: float, seed: int,
     patch: int | None = None, class_sep: float = 10.0,
 ) -> torch.Tensor:
-    """The sample-wise LSP δ, float32 (N, C, H, W), each with L2 norm `eps` (sheet 01 §7, steps 1–5)."""
+    """The sample-wise LSP δ as its patch grid: float32 blocks (N, C, gh, gw), each image's upsampled δ with L2
+    norm `eps` (sheet 01 §7, steps 1–5). `expand_grid(blocks, H, W)` gives the dense δ; keeping the grid costs
+    gh·gw/(H·W) of it (1/64 for CIFAR's 4×4 grid)."""
     c, h, w = shape
     gh, gw = lsp_grid(h, w, patch)
     d = gh * gw * c
@@ -82,12 +85,11 @@ def lsp_noise(
     area = np.outer(rows, cols)  # pixels per block
     norms = np.sqrt((blocks ** 2 * area).sum(axis=(1, 2, 3)))  # the L2 norm of the upsampled image
     scale = np.divide(eps, norms, out=np.zeros_like(norms), where=norms > 0)
-    blocks = torch.from_numpy(blocks * scale[:, None, None, None]).float()
-    return expand_grid(blocks, h, w).contiguous()
+    return torch.from_numpy(blocks * scale[:, None, None, None]).float()
 
 
 @register(_ATTACK, "LSP: linearly separable class-clustered patch noise (Yu et al., KDD 2022; APBench settings)",
-          "L2 (6/255)*sqrt(CHW) per image (1.304 for CIFAR)")
+          "L2 (6/255)*sqrt(CHW) per image (1.304 for CIFAR)", recompute_delta=True)
 def lsp(
     train_set: ImageSet,
     *,
@@ -103,15 +105,13 @@ def lsp(
     (6/255)·√(C·H·W) (≈ 1.304 for 3×32×32, ≈ 0.659 for 1×28×28; the value used is in `params["eps"]`).
     patch: block side (None: a 4×4 grid). class_sep: make_classification's cluster separation.
     rounding: "truncate" (reference, default) or "round".
-    Returns a Poison with the sample-wise perturbation (N, C, H, W).
+    Returns a Poison with the sample-wise perturbation (N, C, H, W), built from the patch grid on first access
+    (poisoning itself works in chunks: memory of the order of the uint8 data).
     """
     check_uint8_imageset(train_set, _ATTACK)
     if len(train_set) == 0:
         raise ValueError(f"{_ATTACK}: the training set is empty")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{_ATTACK}: seed must be an int, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**32:
-        raise ValueError(f"{_ATTACK}: seed must be in [0, 2**32) (scikit-learn random_state), got {seed}")
+    seed = check_seed(seed, "seed", _ATTACK, bits=32)  # scikit-learn's random_state
     if rounding not in ("round", "truncate"):
         raise ValueError(f"{_ATTACK}: rounding must be 'truncate' (reference) or 'round', got {rounding!r}")
     if isinstance(class_sep, bool) or not isinstance(class_sep, (int, float)) or not math.isfinite(class_sep) \
@@ -121,9 +121,14 @@ def lsp(
     if eps is None:
         eps = 6 / 255 * math.sqrt(math.prod(shape))
     eps = check_eps(eps, "l2", _ATTACK, shape)
-    delta = lsp_noise(train_set.labels, train_set.num_classes, shape, eps=eps, seed=int(seed), patch=patch,
-                      class_sep=float(class_sep))
+    blocks = lsp_blocks(train_set.labels, train_set.num_classes, shape, eps=eps, seed=int(seed), patch=patch,
+                       class_sep=float(class_sep))
+
+    def rows(start: int, stop: int) -> torch.Tensor:  # the dense δ of images start..stop-1, built per chunk
+        return expand_grid(blocks[start:stop], shape[1], shape[2])
+
     grid = lsp_grid(shape[1], shape[2], patch)
     params = {"eps": eps, "patch": patch, "class_sep": float(class_sep), "rounding": rounding}
     info = {"grid": list(grid), "n_features": grid[0] * grid[1] * shape[0], "seeded": True}
-    return poison_from_delta(_ATTACK, train_set, delta, params, int(seed), rounding=rounding, info=info)
+    return poison_from_delta(_ATTACK, train_set, rows, params, int(seed), rounding=rounding, info=info,
+                             classwise=False)

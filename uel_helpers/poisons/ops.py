@@ -46,6 +46,7 @@ import itertools
 import numpy as np
 import torch
 
+from ..checks import check_seed
 from ..data import ImageSet
 from .base import Poison, check_uint8_imageset, poison_from_images
 from .registry import register
@@ -130,28 +131,25 @@ def pixel_search(images: torch.Tensor, labels: torch.Tensor, num_classes: int, s
 def ops(train_set: ImageSet, *, seed: int = 0) -> Poison:
     """Poison `train_set` with the One-Pixel Shortcut (sheet 01 §8): one pixel per image, class-wise.
 
-    `seed` breaks exact ties between equally good pairs (see the module docstring). Returns a Poison
-    whose perturbation is the sparse
-    sample-wise effective δ (N, C, H, W) and whose `info` holds each class's pixel, colour and score.
+    `seed` breaks exact ties between equally good pairs (see the module docstring). OPS replaces a pixel (it
+    is not additive), so the Poison stores what the attack is, not a dense δ: `info` holds each class's pixel
+    (row, col), colour (in {0, 1}^C) and score; `perturbation` is None and `classwise` True. The effective δ
+    of any images is `poison.effective_perturbation(clean)`. Memory: one copy of the uint8 images.
     """
     check_uint8_imageset(train_set, _ATTACK)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{_ATTACK}: seed must be an int, got {type(seed).__name__}")
+    seed = check_seed(seed, "seed", _ATTACK, bits=32)  # numpy's default_rng breaks ties
     found = pixel_search(train_set.images, train_set.labels, train_set.num_classes, seed=int(seed))
     labels = train_set.labels
     pix = torch.from_numpy(found["pixels"])[labels]  # (N, 2); every image's class has a pair
     values = torch.from_numpy(found["colours"] * 255).to(torch.uint8)[labels]  # (N, C)
     rows, cols, idx = pix[:, 0], pix[:, 1], torch.arange(len(train_set))
-    images = train_set.images.clone()
-    old = images[idx, :, rows, cols]  # (N, C)
+    images = train_set.images.clone()  # the only dataset-sized allocation: OPS is a table, not a dense δ
     images[idx, :, rows, cols] = values
-    delta = torch.zeros(images.shape, dtype=torch.float32)
-    delta[idx, :, rows, cols] = (values.float() - old.float()) / 255.0
     nonempty = [k for k in range(train_set.num_classes) if found["pixels"][k, 0] >= 0]
     info = {
         "pixels": [found["pixels"][k].tolist() if k in nonempty else None for k in range(train_set.num_classes)],
         "colours": [found["colours"][k].tolist() if k in nonempty else None for k in range(train_set.num_classes)],
         "scores": [float(found["scores"][k]) if k in nonempty else None for k in range(train_set.num_classes)],
     }
-    return poison_from_images(_ATTACK, train_set, images, {}, int(seed), perturbation=delta, rounding="truncate",
-                              info=info)
+    return poison_from_images(_ATTACK, train_set, images, {}, int(seed), perturbation=None, rounding="truncate",
+                              info=info, classwise=True)

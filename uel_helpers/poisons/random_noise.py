@@ -14,26 +14,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
+from ..checks import check_choice, check_seed
 from ..data import ImageSet
 from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
 from .registry import register
-
-
-def _check_seed(seed: int, attack: str) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{attack}: seed must be an int, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**63:
-        raise ValueError(f"{attack}: seed must be a non-negative int below 2**63, got {seed}")
-    return int(seed)
-
-
-def _check_rounding(rounding: str, attack: str) -> str:
-    if rounding not in ("round", "truncate"):
-        raise ValueError(f"{attack}: rounding must be 'round' or 'truncate', got {rounding!r}")
-    return rounding
 
 
 def uniform_noise(shape: tuple[int, ...], eps: float, seed: int) -> torch.Tensor:
@@ -46,11 +32,12 @@ def _random_noise(train_set: ImageSet, attack: str, classwise: bool, eps: float,
                   rounding: str) -> Poison:
     check_uint8_imageset(train_set, attack)
     eps = check_eps(eps, "linf", attack)
-    seed = _check_seed(seed, attack)
-    rounding = _check_rounding(rounding, attack)
+    seed = check_seed(seed, "seed", attack)
+    rounding = check_choice(rounding, "rounding", ("round", "truncate"), attack)
     rows = train_set.num_classes if classwise else len(train_set)
     delta = uniform_noise((rows, *train_set.shape), eps, seed)
-    return poison_from_delta(attack, train_set, delta, {"eps": eps, "rounding": rounding}, seed, rounding=rounding)
+    return poison_from_delta(attack, train_set, delta, {"eps": eps, "rounding": rounding}, seed, rounding=rounding,
+                             classwise=classwise)
 
 
 @register("random-noise-classwise", "class-wise uniform noise U(-eps, eps), the group's cwrandom (01 §6.1)",
@@ -66,7 +53,7 @@ def random_noise_classwise(
 
 
 @register("random-noise-samplewise", "sample-wise uniform noise U(-eps, eps): the no-shortcut control",
-          "Linf 8/255")
+          "Linf 8/255", recompute_delta=True)
 def random_noise_samplewise(
     train_set: ImageSet, *, eps: float = 8 / 255, seed: int = 0, rounding: str = "round"
 ) -> Poison:

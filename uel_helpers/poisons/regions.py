@@ -24,6 +24,7 @@ import math
 import numpy as np
 import torch
 
+from ..checks import check_choice, check_seed
 from ..data import ImageSet
 from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
 from .registry import register
@@ -92,14 +93,10 @@ def regions(
     """
     check_uint8_imageset(train_set, _ATTACK)
     eps = check_eps(eps, "linf", _ATTACK)
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"{_ATTACK}: seed must be an int, got {type(seed).__name__}")
-    if not 0 <= int(seed) < 2**63:
-        raise ValueError(f"{_ATTACK}: seed must be a non-negative int below 2**63, got {seed}")
-    if rounding not in ("round", "truncate"):
-        raise ValueError(f"{_ATTACK}: rounding must be 'round' or 'truncate', got {rounding!r}")
+    seed = check_seed(seed, "seed", _ATTACK)
+    rounding = check_choice(rounding, "rounding", ("round", "truncate"), _ATTACK)
     c, h, w = train_set.shape
     delta = region_noise(train_set.num_classes, c, h, w, k, eps, int(seed))
     params = {"k": int(k), "eps": eps, "rounding": rounding}
     return poison_from_delta(_ATTACK, train_set, delta, params, int(seed), rounding=rounding,
-                             info={"definition": "hala64/udp region_poison (third-party, 01 §6.2)"})
+                             info={"definition": "hala64/udp region_poison (third-party, 01 §6.2)"}, classwise=True)

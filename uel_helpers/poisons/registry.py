@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..cache import cached
+from ..checks import check_bool, check_seed
 from ..data import ImageSet
 from ..device import pick_device
 from ..profiles import resolve_profile
@@ -21,18 +22,22 @@ class AttackSpec:
     fn: Callable[..., Poison]
     description: str
     budget: str  # e.g. "L2 1.0", "Linf 8/255", "L0 1 pixel", "none (blur)"
+    # True when a sample-wise δ is cheap to rebuild from the seed (seconds, no training): the cache then stores
+    # only the uint8 images and rebuilds δ on first access, instead of writing 4 bytes per pixel (issue 16 #11).
+    recompute_delta: bool = False
 
 
 REGISTRY: dict[str, AttackSpec] = {}
 
 
-def register(name: str, description: str, budget: str) -> Callable[[Callable[..., Poison]], Callable[..., Poison]]:
-    """Decorator: add an attack function to REGISTRY under `name`."""
+def register(name: str, description: str, budget: str, *,
+             recompute_delta: bool = False) -> Callable[[Callable[..., Poison]], Callable[..., Poison]]:
+    """Decorator: add an attack function to REGISTRY under `name` (see AttackSpec for `recompute_delta`)."""
 
     def deco(fn: Callable[..., Poison]) -> Callable[..., Poison]:
         if name in REGISTRY:
             raise ValueError(f"attack {name!r} is registered twice")
-        REGISTRY[name] = AttackSpec(name, fn, description, budget)
+        REGISTRY[name] = AttackSpec(name, fn, description, budget, recompute_delta)
         return fn
 
     return deco
@@ -67,6 +72,8 @@ def make_poison(
     """
     spec = get_attack(name)
     check_uint8_imageset(train_set, name)
+    seed = check_seed(seed, "seed", f"make_poison({name!r})")
+    cache = check_bool(cache, "cache", f"make_poison({name!r})")
     accepted = attack_params(name)
     unknown = set(params) - set(accepted)
     if unknown:
@@ -79,11 +86,16 @@ def make_poison(
     extra = {k: v for k, v in (("device", dev), ("quiet", quiet)) if k in accepted}
     config = {"attack": name, "params": call, "seed": seed, "data": dataset_fingerprint(train_set),
               "device": dev.type, "version": CACHE_VERSION}
+
+    def build() -> Poison:
+        return spec.fn(train_set, seed=seed, **call, **extra)
+
     return cached(
         "poisons",
         config,
-        build=lambda: spec.fn(train_set, seed=seed, **call, **extra),
-        save=lambda p, path: p.save(path),
-        load=lambda path: Poison.load(path, clean=train_set),
+        build=build,
+        # a class-wise δ is K images: always kept; a sample-wise one only when it cannot be rebuilt in seconds
+        save=lambda p, path: p.save(path, with_perturbation=p.classwise or not spec.recompute_delta),
+        load=lambda path: Poison.load(path, clean=train_set, recompute=build),
         enabled=cache,
     )

@@ -17,7 +17,6 @@ live here so that the attack modules read like their algorithms:
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -25,6 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..checks import check_count, check_rate, check_seed
 from ..data import ImageSet
 from ..device import OptimizerStep, amp_dtype, autocast
 from ..models import MODELS, FastNet, build_model
@@ -77,8 +77,9 @@ def build_surrogate(arch: str, ds: ImageSet, *, seed: int, device: torch.device,
     """A freshly initialised surrogate for `ds` (init seeded by `seed`; global RNG state left untouched).
 
     FastNet's frozen whitening layer is fitted on (up to 5,000) clean images; with `normalize` the
-    network is preceded by the clean set's per-channel mean/std.
+    network is preceded by the clean set's per-channel mean/std. TypeError for a seed that is not an integer.
     """
+    seed = check_seed(seed, "seed", "build_surrogate")
     c, h, w = ds.shape
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
@@ -132,6 +133,8 @@ def train_surrogate(
     Shuffled every epoch (order from `order_gen`, a CPU generator), last partial batch dropped (as
     torch loaders with drop_last do), lr multiplied by `gamma` at each epoch in `milestones`.
     `augment(z, gen)` is applied in the model's normalised space (see `SurrogateNet`).
+    Raises NonFiniteLossError (device.py; a FloatingPointError and a RuntimeError) after an epoch whose loss was
+    NaN or infinite, naming `desc`, the epoch and the fix (lower `lr`, or amp=False), instead of training on.
     """
     device = images_u8.device
     opt = sgd(model, lr, momentum, weight_decay, nesterov)
@@ -157,6 +160,8 @@ def train_surrogate(
             stepper.step(loss)
             correct += (logits.detach().argmax(1) == y).sum()
             seen += len(idx)
+        stepper.check_finite(desc, f"in epoch {epoch + 1} (lr {lr:g})",
+                             f"lower its learning rate (now {lr:g}), or turn mixed precision off (amp=False)")
         accs.append(int(correct) / max(1, seen))
         bar.set_postfix(train_acc=f"{accs[-1]:.3f}")
     model.eval()
@@ -211,19 +216,12 @@ def scaled_loss_for_grad(loss: torch.Tensor, device: torch.device, amp: bool) ->
 
 
 def check_positive_int(value: int, name: str, attack: str) -> int:
-    """`value` must be an int >= 1 (bools refused); ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attack}: {name} must be an integer >= 1, got {value!r}")
-    return value
+    """`value` must be an integer >= 1 (numpy integers accepted): `checks.check_count`. TypeError for a float or a
+    bool, ValueError below 1. Returns a Python int."""
+    return check_count(value, name, attack)
 
 
 def check_fraction(value: float, name: str, attack: str, low_open: bool = True, high_open: bool = False) -> float:
-    """`value` must be a finite number in (0, 1] (bounds configurable); ValueError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{attack}: {name} must be a number, got {value!r}")
-    lo_bad = value <= 0 if low_open else value < 0
-    hi_bad = value >= 1 if high_open else value > 1
-    if lo_bad or hi_bad:
-        lo, hi = ("(" if low_open else "["), (")" if high_open else "]")
-        raise ValueError(f"{attack}: {name} must lie in {lo}0, 1{hi}, got {value}")
-    return float(value)
+    """`value` must be a finite number in (0, 1] (bounds configurable; numpy numbers accepted): `checks.check_rate`.
+    TypeError for a non-number or a bool, ValueError for NaN/inf or out of bounds. Returns a Python float."""
+    return check_rate(value, name, attack, lo=0.0, hi=1.0, lo_open=low_open, hi_open=high_open)

@@ -20,7 +20,8 @@ The forging loop (§4.3): surrogate frozen in eval mode; for each of `restarts` 
 at ε·N(0, 1) clipped to ±ε; then `attack_iters` (250) passes over the data in fixed order in batches
 of 512, each batch taking one step δ ← δ − τ·sign(∇δ L) on the recipe's objective L (with a fresh
 random augmentation), then δ is clipped to ±ε and so that x + δ stays in [0, 1]. The restart whose
-LAST pass had the smallest mean batch loss is kept. Finally x̃ = quantise(clip(x + δ)) (round half
+LAST pass had the smallest finite mean batch loss is kept (a NaN/inf restart never wins; all of them
+non-finite is a `device.NonFiniteLossError`). Finally x̃ = quantise(clip(x + δ)) (round half
 up, like TAP's PNG export; `rounding="truncate"` is available).
 
 **Pixel space vs. the original's normalised space (exact equivalence).** The original optimises
@@ -44,6 +45,7 @@ a larger τ); `info["notes"]` says so. The same seed gives the same poison bit f
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -51,8 +53,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..checks import check_choice, check_rate, check_seed
 from ..data import ImageSet, quantize
-from ..device import autocast, deterministic_backend, make_generator, pick_device
+from ..device import NonFiniteLossError, autocast, deterministic_backend, make_generator, pick_device
 from ..profiles import resolve_profile
 from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
 from .registry import register
@@ -228,23 +231,25 @@ def train_tap_surrogate(
     SGD lr 0.1, Nesterov momentum 0.9, weight decay 5e-4, MultiStep at epochs//2.667, //1.6, //1.142
     (×0.1), inputs normalised by the set's channel statistics and augmented by `RandomTransform`.
     Architecture, epochs and batch size default to the profile's (`PROFILE_SETTINGS`).
+    Raises NonFiniteLossError (device.py) when the surrogate's training loss becomes NaN or infinite (lower
+    surrogate_lr, or amp=False), TypeError for a seed that is not an integer.
     """
     attack = "tap"
     check_uint8_imageset(train_set, attack)
+    seed = check_seed(seed, "seed", attack)
     if len(train_set) == 0:
         raise ValueError(f"{attack}: the training set is empty")
     profile = resolve_profile(profile)
     cfg = PROFILE_SETTINGS[profile]
     epochs = check_positive_int(_resolve(epochs, cfg.surrogate_epochs), "surrogate_epochs", attack)
     batch_size = check_positive_int(_resolve(batch_size, cfg.surrogate_batch_size), "surrogate_batch_size", attack)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-        raise ValueError(f"{attack}: surrogate_lr must be a positive number, got {lr!r}")
+    lr = check_rate(lr, "surrogate_lr", attack, lo=0.0, lo_open=True)
     arch = check_surrogate_arch(_resolve(surrogate, default_surrogate_arch(profile, train_set.image_size)), attack)
     dev = pick_device(device)
     t0 = time.perf_counter()
     with deterministic_backend(dev):
         gen = make_generator(seed, dev)                        # augmentation, on the device
-        order_gen = torch.Generator().manual_seed(int(seed))   # data order, on the CPU
+        order_gen = torch.Generator().manual_seed(seed)        # data order, on the CPU
         model = build_surrogate(arch, train_set, seed=seed, device=dev, normalize=True)
         milestones = multistep_milestones(epochs)
         accs = train_surrogate(
@@ -284,9 +289,13 @@ def tap_noise(
     The registered attack `tap` wraps this and builds the poisoned ImageSet; call it directly when you
     want the surrogate, or pass one from `train_tap_surrogate` to forge several recipes against it.
     Parameters left as None take the profile's value (`PROFILE_SETTINGS`).
+    The restart with the smallest FINITE last-pass loss is kept: a restart whose loss is NaN or infinite (the
+    surrogate's logits were not finite; δ does not move there, since sign(NaN) = 0) never wins, and when no
+    restart has a finite loss this raises NonFiniteLossError (a RuntimeError) saying what to try.
     """
     attack = "tap"
     check_uint8_imageset(train_set, attack)
+    seed = check_seed(seed, "seed", attack)
     if recipe not in RECIPES:
         raise ValueError(f"{attack}: unknown recipe {recipe!r}; expected one of {', '.join(RECIPES)}")
     eps = check_eps(eps, "linf", attack)
@@ -318,6 +327,7 @@ def tap_noise(
         step = tau * eps
         starts = list(range(0, n, batch_size))
         best_delta: torch.Tensor | None = None
+        best_restart = -1
         scores: list[float] = []
         aug = (lambda z: transform(z, gen)) if augment else None
         bar = tqdm(total=restarts * attack_iters, desc=f"tap {recipe}", disable=quiet or None)
@@ -341,10 +351,17 @@ def tap_noise(
                     bar.update(1)
                     bar.set_postfix(restart=_restart + 1, loss=f"{last:.4f}")
                 scores.append(last)
-                if best_delta is None or last < min(scores[:-1]):
-                    best_delta = delta
+                # keep the smallest FINITE score: NaN compares False with everything, so a NaN restart kept first
+                # would never be replaced (and its δ never moved: sign(NaN) = 0)
+                if math.isfinite(last) and (best_delta is None or last < scores[best_restart]):
+                    best_delta, best_restart = delta, _restart
         bar.close()
-        assert best_delta is not None
+        if best_delta is None:
+            raise NonFiniteLossError(
+                f"{attack}: the surrogate's loss was not finite in every restart (last-pass mean losses {scores} "
+                f"over {restarts} restart(s)): the surrogate gives NaN or infinite logits on x + δ, so no restart "
+                "moved δ. Try: a surrogate whose weights are finite (retrain it with a lower surrogate_lr, or pass "
+                "another surrogate_model), amp=False (float16 logits can overflow), and check the images")
 
         # Diagnostics on (up to) 2,048 images, without augmentation: clean vs. poisoned (stored) images.
         diag = diagnostic_indices(n).to(dev)
@@ -382,7 +399,7 @@ def tap_noise(
     info = {
         "profile": profile, "recipe": recipe, **sur_info,
         "attack_iters": attack_iters, "restarts": restarts, "tau": tau, "batch_size": batch_size,
-        "restart_scores": scores, "best_restart": int(min(range(len(scores)), key=scores.__getitem__)),
+        "restart_scores": scores, "best_restart": best_restart,
         "surrogate_loss_clean": loss_clean, "surrogate_loss_poisoned": loss_poisoned,
         "surrogate_acc_clean": acc_clean, "surrogate_acc_poisoned": acc_poisoned,
         "target_rate_clean": hit_clean, "target_rate_poisoned": hit_poisoned,
@@ -421,9 +438,10 @@ def tap(
     batch 512, differentiable shift/flip augmentation. `quick` uses a small surrogate trained 8 epochs and
     20 iterations x 1 restart with step 0.1·eps; `smoke` 5 x 2 with step 0.25·eps: deviations, listed in
     `info["notes"]`. `rounding="truncate"` quantises by truncation (TAP's own export rounds half up).
+    Raises NonFiniteLossError (a RuntimeError) when the surrogate's training loss diverges or its loss is not
+    finite in any restart (a NaN restart never wins; see `tap_noise`), TypeError for a non-integer seed.
     """
-    if rounding not in ("round", "truncate"):
-        raise ValueError(f"tap: rounding must be 'round' or 'truncate', got {rounding!r}")
+    check_choice(rounding, "rounding", ("round", "truncate"), "tap")
     res = tap_noise(train_set, recipe=recipe, eps=eps, attack_iters=attack_iters, restarts=restarts, tau=tau,
                     batch_size=batch_size, augment=augment, surrogate=surrogate, surrogate_epochs=surrogate_epochs,
                     surrogate_batch_size=surrogate_batch_size, surrogate_lr=surrogate_lr, amp=amp, profile=profile,
@@ -433,4 +451,4 @@ def tap(
               "surrogate": res.info["surrogate"], "surrogate_epochs": res.info["surrogate_epochs"],
               "surrogate_batch_size": res.info["surrogate_batch_size"], "surrogate_lr": surrogate_lr, "amp": amp,
               "profile": res.info["profile"]}
-    return poison_from_delta("tap", train_set, res.delta, params, seed, rounding, res.info)
+    return poison_from_delta("tap", train_set, res.delta, params, seed, rounding, res.info, classwise=False)
