@@ -9,18 +9,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from uel_helpers.data import synthetic_dataset
-from uel_helpers.training import (
-    Protocol,
-    cutmix,
-    cutmix_box,
-    get_protocol,
-    mix_batch,
-    mixed_correct,
-    mixed_loss,
-    mixup,
-    pgd_attack,
-    train,
-)
+from uel_helpers.training import Protocol, get_protocol, mix_batch, pgd_attack, train
+from uel_helpers.transforms import cutmix, cutmix_box, mixed_correct, mixed_loss, mixup
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -2,8 +2,8 @@
 
 `train(train_set, test_set, protocol)` returns a `History` with clean test accuracy after every epoch,
 so that final and peak accuracy (and the epoch of the peak) can both be read: a short run is a
-form of early stopping, which is itself a defense (see notebook 02). Training-time defenses are protocol
-fields too: CutMix/MixUp (`mix`, `mix_alpha`), PGD adversarial training (`adv_eps`, `adv_steps`,
+form of early stopping, which is itself a defense (see notebook 02). Every training-time defense is a set of
+protocol fields too: CutMix/MixUp (`mix`, `mix_alpha`), PGD adversarial training (`adv_eps`, `adv_steps`,
 `adv_step_size`) and sharpening + DCT low-pass filtering (`sharpen`, `sharpen_center`, `lowpass_percent`).
 """
 
@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -37,6 +36,19 @@ from .device import (
 from .models import MODELS, FastNet, build_model
 from .profiles import resolve_profile
 from .progress import progress
+from .transforms import (  # per-batch image operations; re-exported here, where they lived before transforms.py
+    MixedBatch,
+    Normalize,
+    channel_stats,
+    cutmix,
+    mixed_correct,
+    mixed_loss,
+    mixup,
+    random_crop,
+    random_cutout,
+    random_flip,
+    sharpen_filter,
+)
 
 SCHEDULES = ("constant", "step", "multistep", "cosine", "onecycle", "fit")
 MIXES = ("none", "cutmix", "mixup")
@@ -75,7 +87,7 @@ class Protocol:
     max_train: int | None = None   # use at most this many training images (class-balanced), for smoke runs
     max_test: int | None = None
     eval_batch_size: int = 1024
-    # training-time defenses (set by the defense registry through `with_`)
+    # training-time defense settings (set by the defense registry through `with_`)
     mix: str = "none"              # "none", "cutmix" or "mixup", per batch after the augmentation
     mix_alpha: float = 1.0         # the mixing ratio is drawn from Beta(mix_alpha, mix_alpha)
     adv_eps: float = 0.0           # L-inf PGD adversarial training radius in [0,1] pixel units (0 = off; 8/255 usual)
@@ -111,9 +123,9 @@ class Protocol:
                              f"fit_extra={self.fit_extra}")
         if self.crop_padding < 0 or self.cutout < 0:
             raise ValueError(f"protocol {self.name!r}: crop_padding and cutout must be >= 0")
-        self._check_defenses()
+        self._check_training_time_options()
 
-    def _check_defenses(self) -> None:
+    def _check_training_time_options(self) -> None:
         """Reject bad mixing / adversarial-training settings with a message that says what is expected."""
         if self.mix not in MIXES:
             raise ValueError(f"protocol {self.name!r}: unknown mix {self.mix!r}; expected one of {MIXES}")
@@ -153,7 +165,8 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
-    # The AR paper's victim training (peers_and_protocols.md §4, row "AR").
+    # The AR paper's victim training (Sandoval-Segura et al., NeurIPS 2022, arXiv 2206.03693; its training script in
+    # psandovalsegura/autoregressive-poisoning@bf350b0: ResNet-18, 100 epochs, SGD 0.1, StepLR(50, 0.1)).
     "paper-resnet18": Protocol("paper-resnet18", "resnet18", epochs=100, batch_size=128, lr=0.1, momentum=0.9,
                                weight_decay=5e-4, schedule="step", step_size=50, gamma=0.1, whiten=False),
     # A fast clean-data trainer in the airbench spirit (whitening, one-cycle, 12 epochs). Not a judge: its whitening
@@ -252,55 +265,18 @@ def lr_multiplier(protocol: Protocol, step: int, steps_per_epoch: int, fit_step:
 
 # --- on-device batched augmentation ------------------------------------------------------------------
 
-def random_crop(x: torch.Tensor, padding: int, gen: torch.Generator) -> torch.Tensor:
-    """Per-sample random crop of a zero-padded batch (RandomCrop(size, padding) for a whole batch at once)."""
-    if padding == 0:
-        return x
-    n, c, h, w = x.shape
-    padded = F.pad(x, (padding,) * 4)
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=gen.device).to(x.device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=gen, device=gen.device).to(x.device)
-    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # n,1,h,1
-    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # n,1,1,w
-    idx_n = torch.arange(n, device=x.device)[:, None, None, None]
-    idx_c = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[idx_n, idx_c, rows, cols]
-
-
-def random_flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """Horizontal flip of a random half of the batch."""
-    mask = torch.rand(x.shape[0], generator=gen, device=gen.device).to(x.device) < 0.5
-    return torch.where(mask[:, None, None, None], x.flip(3), x)
-
-
-def random_cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
-    """Zero a size x size square at a random centre of each image (DeVries & Taylor's cutout)."""
-    n, _, h, w = x.shape
-    cy = torch.randint(0, h, (n,), generator=gen, device=gen.device).to(x.device)
-    cx = torch.randint(0, w, (n,), generator=gen, device=gen.device).to(x.device)
-    ys = torch.arange(h, device=x.device)[None, :]
-    xs = torch.arange(w, device=x.device)[None, :]
-    in_y = ((ys - (cy[:, None] - size // 2)) >= 0) & ((ys - (cy[:, None] - size // 2)) < size)
-    in_x = ((xs - (cx[:, None] - size // 2)) >= 0) & ((xs - (cx[:, None] - size // 2)) < size)
-    mask = in_y[:, :, None] & in_x[:, None, :]
-    return x.masked_fill(mask[:, None], 0.0)
-
 
 def sharpen_and_filter(x: torch.Tensor, protocol: Protocol, gen: torch.Generator) -> tuple[torch.Tensor, int]:
     """The protocol's sharpening / DCT low-pass (RSK+FF and its variants) on a float batch: (batch, crop padding).
 
-    The reference (paper sheet 04, §5) sharpens H x W -> (H-2) x (W-2) with no padding, filters that smaller
-    image, then RandomCrop(H, padding=p) zero-pads it to (H-2+2p) and crops H x W. Zero-padding by 1 back to
+    The reference (`get_transform` in aseriesof-tubes/RSK@911680e) sharpens H x W -> (H-2) x (W-2) with no
+    padding, filters that smaller image, then RandomCrop(H, padding=p) zero-pads it to (H-2+2p) and crops H x W.
+    Zero-padding by 1 back to
     H x W and then cropping with padding p-1 pads to the same (H-2+2p) array and draws the offset from the
     same 2p-1 values, so the result is identical, and the crop stays `random_crop`. With crop_padding 0 (where
     the reference's RandomCrop would fail on the smaller image) the sharpened image is padded back by 1, i.e.
     centred in a 1-pixel black frame. FF alone (sharpen "none") filters the full-size image.
     """
-    # Imported here, not at the top: `uel_helpers.defenses` sits below training in the data flow, but some
-    # of its modules may import training, and importing the package while training is half-initialised
-    # would be circular. By the time a batch is augmented everything is loaded.
-    from .defenses.sharpen import sharpen_filter
-
     percent = protocol.lowpass_percent or None
     if protocol.sharpen == "none":
         return sharpen_filter(x, "none", percent=percent), protocol.crop_padding
@@ -325,52 +301,7 @@ def augment(x: torch.Tensor, protocol: Protocol, gen: torch.Generator) -> torch.
     return x
 
 
-# --- training-time defenses: CutMix / MixUp and PGD adversarial training ------------------------------
-#
-# The standard formulations, one mixing ratio per batch as in the papers' reference code (Yun et al. 2019,
-# Zhang et al. 2018). APBench calls kornia's RandomCutMixV2 / RandomMixUpV2 with default settings instead,
-# which draw the ratio per sample (uniformly, i.e. Beta(1, 1), our default mix_alpha).
-
-MixedBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]
-
-
-def _host_rng(gen: torch.Generator) -> np.random.Generator:
-    """A numpy Generator seeded from `gen`: Beta draws and box corners stay deterministic for the run's seed."""
-    seed = torch.randint(0, 2**62, (1,), generator=gen, device=gen.device)
-    return np.random.default_rng(int(seed))  # one host sync per mixed batch
-
-
-def _partner(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
-    """A random permutation of the batch: sample i is mixed with sample perm[i]."""
-    return torch.randperm(n, generator=gen, device=gen.device).to(device)
-
-
-def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator) -> MixedBatch:
-    """MixUp (Zhang et al. 2018): lam*x + (1-lam)*x[perm], lam ~ Beta(alpha, alpha); returns (x, y_a, y_b, lam)."""
-    lam = float(_host_rng(gen).beta(alpha, alpha))
-    perm = _partner(x.shape[0], gen, x.device)
-    return lam * x + (1.0 - lam) * x[perm], y, y[perm], lam
-
-
-def cutmix_box(h: int, w: int, lam: float, rng: np.random.Generator) -> tuple[int, int, int, int]:
-    """Yun et al.'s rand_bbox: a box of area ~(1-lam)*h*w at a uniform centre, clipped; (y1, y2, x1, x2)."""
-    cut = math.sqrt(1.0 - lam)
-    ch, cw = int(h * cut), int(w * cut)
-    cy, cx = int(rng.integers(h)), int(rng.integers(w))
-    return (min(max(cy - ch // 2, 0), h), min(max(cy + ch // 2, 0), h),
-            min(max(cx - cw // 2, 0), w), min(max(cx + cw // 2, 0), w))
-
-
-def cutmix(x: torch.Tensor, y: torch.Tensor, alpha: float, gen: torch.Generator) -> MixedBatch:
-    """CutMix (Yun et al. 2019): paste a box of x[perm] into x; lam = 1 - box area / image area; (x, y_a, y_b, lam)."""
-    rng = _host_rng(gen)
-    h, w = x.shape[-2:]
-    y1, y2, x1, x2 = cutmix_box(h, w, float(rng.beta(alpha, alpha)), rng)
-    perm = _partner(x.shape[0], gen, x.device)
-    out = x.clone()
-    out[:, :, y1:y2, x1:x2] = x[perm, :, y1:y2, x1:x2]
-    return out, y, y[perm], 1.0 - (y2 - y1) * (x2 - x1) / (h * w)
-
+# --- training-time defense: batch mixing (the operations live in transforms.py) and PGD adversarial training ---
 
 def mix_batch(x: torch.Tensor, y: torch.Tensor, protocol: Protocol, gen: torch.Generator) -> MixedBatch:
     """The protocol's batch mixing; with mix="none" the batch unchanged and lam = 1 (y_b = y_a)."""
@@ -379,22 +310,6 @@ def mix_batch(x: torch.Tensor, y: torch.Tensor, protocol: Protocol, gen: torch.G
     if protocol.mix == "mixup":
         return mixup(x, y, protocol.mix_alpha, gen)
     return x, y, y, 1.0
-
-
-def mixed_loss(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], logits: torch.Tensor,
-               y_a: torch.Tensor, y_b: torch.Tensor, lam: float) -> torch.Tensor:
-    """lam*loss(y_a) + (1-lam)*loss(y_b), the mixing loss; exactly loss(y_a) when lam == 1."""
-    if lam == 1.0:
-        return loss_fn(logits, y_a)
-    return lam * loss_fn(logits, y_a) + (1.0 - lam) * loss_fn(logits, y_b)
-
-
-def mixed_correct(logits: torch.Tensor, y_a: torch.Tensor, y_b: torch.Tensor, lam: float) -> torch.Tensor:
-    """Correct predictions on a mixed batch, weighted lam/(1-lam) by the two labels (the usual mixing accuracy)."""
-    pred = logits.argmax(1)
-    if lam == 1.0:
-        return (pred == y_a).sum().float()
-    return lam * (pred == y_a).sum().float() + (1.0 - lam) * (pred == y_b).sum().float()
 
 
 def pgd_attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step_size: float,
@@ -508,33 +423,6 @@ class History:
 # --- training and evaluation ----------------------------------------------------------------------------
 
 
-def channel_stats(images_u8: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-channel mean and std (in [0,1] units) of uint8 images, computed in chunks to bound memory."""
-    c = images_u8.shape[1]
-    s = torch.zeros(c, dtype=torch.float64, device=images_u8.device)
-    s2 = torch.zeros(c, dtype=torch.float64, device=images_u8.device)
-    for chunk in images_u8.split(8192):
-        x = chunk.double() / 255.0
-        s += x.sum((0, 2, 3))
-        s2 += (x * x).sum((0, 2, 3))
-    n = images_u8.shape[0] * images_u8.shape[2] * images_u8.shape[3]
-    mean = s / n
-    std = (s2 / n - mean**2).clamp_min(1e-12).sqrt()
-    return mean.float(), std.float()
-
-
-class Normalize(nn.Module):
-    """(x - mean) / std as the model's first layer, so a trained model takes raw [0,1] images."""
-
-    def __init__(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        super().__init__()
-        self.register_buffer("mean", mean.view(1, -1, 1, 1).clone())
-        self.register_buffer("std", std.view(1, -1, 1, 1).clone())
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
-
-
 @torch.no_grad()
 def evaluate(model: nn.Module, data: ImageSet, device: torch.device | str | None = None, batch_size: int = 1024
              ) -> float:
@@ -632,7 +520,7 @@ def train(
                           "FastNet's whitening layer on: the low-pass removes the high frequencies the whitening "
                           "amplifies, so unfiltered test images land where the network never trained (clean data + "
                           "RSK+FF measured 26% with whitening, 73% without). Set whiten=False, as the rsk+ff, ssk+ff "
-                          "and ff defenses do.", stacklevel=2)
+                          "and ff defense settings do.", stacklevel=2)
         gen_cpu = torch.Generator().manual_seed(seed)
         pick = torch.randperm(len(train_set), generator=gen_cpu)[:5000]
         net.fit_whitening(decode_images(train_set.images[pick], train_set.meta))

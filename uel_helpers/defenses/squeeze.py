@@ -4,7 +4,8 @@ Simple compressions of the *training* images remove the shortcuts that availabil
 grayscale removes colour shortcuts (it beats EM, REM, DC), low-quality JPEG removes high-frequency ones
 (TAP, SEP, AR, OPS), bit-depth reduction (BDR) removes small-amplitude ones. APBench applies them as
 `RandomPosterize(bits=2, p=1)`, `Grayscale(3)` and JPEG quality 10, in the order BDR -> Gray -> JPEG,
-to the training set only (peers_and_protocols.md §1.3, §2). Each function here reproduces the PIL /
+to the training set only (APBench, Qin et al., TMLR 2024, `lafeat/apbench@9a6fb91`; ISS
+`liuzrcc/ImageShortcutSqueezing@005d653`). Each function here reproduces the PIL /
 torchvision transform bit for bit on uint8 images:
 
 - `grayscale`: PIL's `Image.convert("L")` (ITU-R 601-2 luma, L = R·299/1000 + G·587/1000 + B·114/1000, which
@@ -18,17 +19,18 @@ torchvision transform bit for bit on uint8 images:
 
 from __future__ import annotations
 
-import io
 import numbers
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..data import ImageSet
+from ..transforms import jpeg_roundtrip, luma  # re-exported: they lived here before transforms.py
 from .registry import register
 
-CHUNK = 4096  # images per batch: bounds the int32 temporaries of `luma` on large sets
+__all__ = ["JPEG_QUALITY_RANGE", "bdr", "grayscale", "iss_gray", "iss_gray_jpeg", "iss_jpeg", "jpeg", "jpeg_roundtrip",
+           "luma"]
+
 JPEG_QUALITY_RANGE = (1, 100)
 
 
@@ -48,16 +50,6 @@ def _check_int(value: int, what: str, lo: int, hi: int, defense: str, hint: str 
 def _tagged(ds: ImageSet, images: torch.Tensor, tag: str) -> ImageSet:
     """The purified set: same labels and classes, name `<name>+<tag>`, the tag appended to meta['defenses']."""
     return ds.with_images(images, name=f"{ds.name}+{tag}", defenses=[*ds.meta.get("defenses", []), tag])
-
-
-def luma(images: torch.Tensor) -> torch.Tensor:
-    """PIL's RGB -> "L" on uint8 (N, 3, H, W) -> (N, 1, H, W): (19595 R + 38470 G + 7471 B + 2^15) >> 16."""
-    out = torch.empty((images.shape[0], 1, *images.shape[2:]), dtype=torch.uint8)
-    for i in range(0, images.shape[0], CHUNK):
-        x = images[i:i + CHUNK].to(torch.int32)
-        y = (x[:, 0] * 19595 + x[:, 1] * 38470 + x[:, 2] * 7471 + 0x8000) >> 16
-        out[i:i + CHUNK, 0] = y.to(torch.uint8)
-    return out
 
 
 @register("grayscale", "ISS's grayscale (APBench 'Gray'): ITU-R 601-2 luma exactly as PIL's convert('L'), "
@@ -88,16 +80,6 @@ def jpeg(ds: ImageSet, *, quality: int = 10) -> ImageSet:
     for i, img in enumerate(hwc):
         out[i] = jpeg_roundtrip(img, quality).reshape(img.shape)
     return _tagged(ds, torch.from_numpy(out).permute(0, 3, 1, 2).contiguous(), f"jpeg{quality}")
-
-
-def jpeg_roundtrip(img: np.ndarray, quality: int) -> np.ndarray:
-    """One uint8 image (H, W, 3) or (H, W[, 1]) through PIL's JPEG encoder and decoder at `quality`."""
-    buf = io.BytesIO()
-    Image.fromarray(img.squeeze(-1) if img.ndim == 3 and img.shape[-1] == 1 else img).save(
-        buf, format="JPEG", quality=quality)
-    buf.seek(0)
-    with Image.open(buf) as decoded:
-        return np.asarray(decoded)
 
 
 @register("bdr", "bit-depth reduction (APBench 'BDR', part of ISS's study), 2 bits by default: "
