@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from uel_helpers.experiments import DataSpec, Result, evaluate
+from uel_helpers.experiments import DataSpec, Result, run_experiment
 from uel_helpers.training import Protocol, get_protocol
 
 DATA = DataSpec("fashion-mnist", n_per_class=500, as_rgb=True)
@@ -31,7 +31,7 @@ def record(key: str, result: Result) -> None:
 def evaluate_cached(attack: str, defense: str = "none", protocol: Protocol = JUDGE, key: str | None = None,
                     defense_params: dict | None = None, **attack_params) -> Result:
     """One run (seed 0) in the shared setting (cached), recorded under `key`."""
-    result = evaluate(attack, defense, DATA, protocol, seeds=[0], attack_params=attack_params, baseline=False,
+    result = run_experiment(attack, defense, DATA, protocol, seeds=[0], attack_params=attack_params, baseline=False,
                       defense_params=defense_params, device="cpu")
     record(key or (attack if defense == "none" else f"{attack} + {defense}"), result)
     return result

@@ -20,13 +20,17 @@ from uel_helpers import (
     train,
 )
 from uel_helpers.defenses import apply_defense
-from uel_helpers.experiments import DataSpec, evaluate, run_matrix
+from uel_helpers.experiments import DataSpec, run_experiment, run_matrix
 from uel_helpers.poisons import make_poison
 
 DS = synthetic_dataset(n_per_class=2, num_classes=3, channels=3, size=8, seed=0)
 SMOKE = get_protocol("smoke")
 NAN_IMAGE = torch.full((1, 1, 4, 4), 0.5)
 NAN_IMAGE[0, 0, 1, 1] = math.nan
+
+def _run(attack="none", **kwargs):
+    return run_experiment(attack, dataset=(DS, DS), protocol="smoke", **kwargs)
+
 
 # (call, expected exception, text the message must contain: the argument's name)
 CASES = {
@@ -48,17 +52,12 @@ CASES = {
     "apply_defense quality=0": (lambda: apply_defense("jpeg", DS, SMOKE, quality=0), ValueError, "quality"),
     "apply_defense quality=10.5": (lambda: apply_defense("jpeg", DS, SMOKE, quality=10.5), TypeError, "quality"),
     "apply_defense protocol='smoke'": (lambda: apply_defense("grayscale", DS, "smoke"), TypeError, "Protocol"),
-    "evaluate seeds=0": (lambda: evaluate("none", dataset=(DS, DS), protocol="smoke", seeds=0), ValueError, "seeds"),
-    "evaluate seeds=[1.5]": (lambda: evaluate("none", dataset=(DS, DS), protocol="smoke", seeds=[1.5]), TypeError,
-                             "seeds[0]"),
-    "evaluate poison_seed=1.5": (lambda: evaluate("ar", dataset=(DS, DS), protocol="smoke", poison_seed=1.5),
-                                 TypeError, "poison_seed"),
-    "evaluate cache='no'": (lambda: evaluate("none", dataset=(DS, DS), protocol="smoke", cache="no"), TypeError,
-                            "cache"),
-    "evaluate device='tpu'": (lambda: evaluate("none", dataset=(DS, DS), protocol="smoke", device="tpu"),
-                              ValueError, "device"),
-    "evaluate attack_params=[]": (lambda: evaluate("ar", dataset=(DS, DS), protocol="smoke", attack_params=[]),
-                                  TypeError, "attack_params"),
+    "run_experiment seeds=0": (lambda: _run(seeds=0), ValueError, "seeds"),
+    "run_experiment seeds=[1.5]": (lambda: _run(seeds=[1.5]), TypeError, "seeds[0]"),
+    "run_experiment poison_seed=1.5": (lambda: _run("ar", poison_seed=1.5), TypeError, "poison_seed"),
+    "run_experiment cache='no'": (lambda: _run(cache="no"), TypeError, "cache"),
+    "run_experiment device='tpu'": (lambda: _run(device="tpu"), ValueError, "device"),
+    "run_experiment attack_params=[]": (lambda: _run("ar", attack_params=[]), TypeError, "attack_params"),
     "run_matrix attacks='ar'": (lambda: run_matrix("ar", ["none"], dataset=(DS, DS)), TypeError, "attacks"),
     "run_matrix seeds=0": (lambda: run_matrix(["ar"], ["none"], dataset=(DS, DS), seeds=0), ValueError, "seeds"),
     "DataSpec n_per_class=2.5": (lambda: DataSpec("digits", n_per_class=2.5), TypeError, "n_per_class"),

@@ -1,4 +1,4 @@
-"""experiments.evaluate / run_matrix and `uel matrix`: results, caching, resuming, bad input."""
+"""experiments.run_experiment / run_matrix and `uel matrix`: results, caching, resuming, bad input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from uel_helpers import experiments
 from uel_helpers.cli import main
 from uel_helpers.data import synthetic_dataset
-from uel_helpers.experiments import CONTROL, DataSpec, Result, evaluate, format_results, run_matrix
+from uel_helpers.experiments import CONTROL, DataSpec, Result, format_results, run_experiment, run_matrix
 from uel_helpers.training import get_protocol
 
 PROTO = get_protocol("smoke").with_(epochs=2, max_train=None, max_test=None)
@@ -37,22 +37,22 @@ def count_training(monkeypatch):
 
 
 def test_evaluate_reports_curves_final_peak_and_baseline(data, count_training):
-    r = evaluate("random-noise-classwise", "jpeg", data, PROTO, seeds=2)
+    r = run_experiment("random-noise-classwise", "jpeg", data, PROTO, seeds=2)
     assert r.seeds == [0, 1] and len(r.test_acc) == 2 and all(len(a) == 2 for a in r.test_acc)
     assert r.final == [a[-1] for a in r.test_acc] and r.peak == [max(a) for a in r.test_acc]
     assert r.reading == "final" and r.accuracy == r.final
     assert r.clean is not None and r.clean.attack == "none" and r.clean.defense == "none"
     assert set(r.seconds) == {"data", "poison", "defense", "train"}
     assert len(count_training) == 4  # 2 seeds poisoned+jpeg, 2 seeds clean
-    again = evaluate("random-noise-classwise", "jpeg", data, PROTO, seeds=2)
+    again = run_experiment("random-noise-classwise", "jpeg", data, PROTO, seeds=2)
     assert len(count_training) == 4 and again.test_acc == r.test_acc  # all from the cache
     assert Result.from_dict(json.loads(json.dumps(r.to_dict()))).to_dict() == r.to_dict()
 
 
 def test_training_time_and_reading_defenses(data, count_training):
-    at = evaluate("none", "adversarial-training", data, PROTO, baseline=False)
+    at = run_experiment("none", "adversarial-training", data, PROTO, baseline=False)
     assert count_training[-1].adv_eps == pytest.approx(8 / 255)
-    early = evaluate("none", "early-stopping", data, PROTO, baseline=False)
+    early = run_experiment("none", "early-stopping", data, PROTO, baseline=False)
     assert early.reading == "peak" and early.accuracy == early.peak
     assert "early-stopping" in format_results([at, early])
 
@@ -80,13 +80,13 @@ def test_matrix_resumes_after_an_interruption(data, count_training):
 
 def test_bad_input(data):
     with pytest.raises(ValueError, match="unknown attack"):
-        evaluate("no-such-attack", "none", data, PROTO)
+        run_experiment("no-such-attack", "none", data, PROTO)
     with pytest.raises(ValueError, match="unknown defense"):
-        evaluate("none", "no-such-defense", data, PROTO)
+        run_experiment("none", "no-such-defense", data, PROTO)
     with pytest.raises(ValueError, match="seeds"):
-        evaluate("none", "none", data, PROTO, seeds=0)
+        run_experiment("none", "none", data, PROTO, seeds=0)
     with pytest.raises(TypeError, match="dataset"):
-        evaluate("none", "none", (data[0],), PROTO)
+        run_experiment("none", "none", (data[0],), PROTO)
     with pytest.raises(ValueError, match="unknown defense"):
         run_matrix(["ar"], ["nope"], data, PROTO)
 

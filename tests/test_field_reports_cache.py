@@ -14,7 +14,7 @@ import torch
 
 from uel_helpers.cache import cache_path, cached
 from uel_helpers.data import ImageSet, synthetic_dataset
-from uel_helpers.experiments import evaluate
+from uel_helpers.experiments import run_experiment
 from uel_helpers.poisons import REGISTRY, Poison, make_poison
 from uel_helpers.poisons.base import dataset_fingerprint, poison_from_delta
 from uel_helpers.training import History
@@ -136,14 +136,14 @@ def _history_entry(root):
 def test_changed_digit_in_a_run_history_is_caught(cache_root):
     train, test = synthetic_dataset(n_per_class=4, num_classes=3, channels=1, size=8, seed=0), \
         synthetic_dataset(n_per_class=2, num_classes=3, channels=1, size=8, seed=1)
-    first = evaluate("none", dataset=(train, test), protocol="smoke", baseline=False)
+    first = run_experiment("none", dataset=(train, test), protocol="smoke", baseline=False)
     entry = _history_entry(cache_root)
     text = entry.read_text()
     data = json.loads(text)
     data["test_acc"][-1] = 0.0 if data["test_acc"][-1] != 0.0 else 1.0
     entry.write_text(json.dumps(data))
     with pytest.warns(UserWarning, match="content differs"):
-        again = evaluate("none", dataset=(train, test), protocol="smoke", baseline=False)
+        again = run_experiment("none", dataset=(train, test), protocol="smoke", baseline=False)
     assert again.mean == first.mean
 
 

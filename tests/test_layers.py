@@ -104,3 +104,29 @@ def test_moved_names_still_import_from_their_old_modules():
                           (squeeze, ["luma", "jpeg_roundtrip"])):
         for name in names:
             assert getattr(module, name) is getattr(transforms, name), f"{module.__name__}.{name}"
+
+
+def test_top_level_exports_the_entry_points_a_notebook_needs():
+    import uel_helpers
+    from uel_helpers import apply_defense, make_poison, run_experiment, run_matrix
+    from uel_helpers.defenses import apply_defense as apply_defense_home
+    from uel_helpers.experiments import run_experiment as run_home
+    from uel_helpers.poisons import make_poison as make_home
+
+    assert (make_poison, apply_defense, run_experiment) == (make_home, apply_defense_home, run_home)
+    assert callable(run_matrix) and {"make_poison", "run_matrix", "DataSpec"} <= set(dir(uel_helpers))
+    with pytest.raises(AttributeError, match="no attribute 'no_such_name'"):
+        uel_helpers.no_such_name  # noqa: B018
+
+
+def test_renamed_entry_points_keep_their_old_names_with_a_deprecation_warning():
+    from uel_helpers.data import synthetic_dataset
+    from uel_helpers.experiments import evaluate
+    from uel_helpers.notebook import attack_params, profile_attack_params
+
+    with pytest.warns(DeprecationWarning, match="profile_attack_params"):
+        assert attack_params("tap", 3, "smoke") == profile_attack_params("tap", 3, "smoke")
+    ds = synthetic_dataset(n_per_class=2, num_classes=2, channels=1, size=8, seed=0)
+    with pytest.warns(DeprecationWarning, match="run_experiment"):
+        result = evaluate("none", dataset=(ds, ds), protocol="smoke", baseline=False, cache=False)
+    assert result.attack == "none"

@@ -58,7 +58,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from .defenses import REGISTRY as DEFENSES
     from .defenses import apply_defense
-    from .experiments import DataSpec, evaluate
+    from .experiments import DataSpec, run_experiment
     from .notebook import attack_params
     from .plots import demo_figure
     from .poisons import REGISTRY as ATTACKS
@@ -97,7 +97,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     results = {}
     for i, (label, attack, defense, a_params) in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] training the judge on {label} ...", flush=True)
-        results[label] = evaluate(attack, defense, attack_params=a_params, **run)
+        results[label] = run_experiment(attack, defense, attack_params=a_params, **run)
     total = time.perf_counter() - t0
 
     poison = make_poison(args.attack, train_set, seed=0, device=args.device, quiet=True, **(params or {}))

@@ -1,6 +1,6 @@
 """Attack × defense runs: make the poison, apply the defense, train the judge, read its accuracy.
 
-`evaluate(attack, defense, dataset, protocol, seeds)` is the one function the notebooks and
+`run_experiment(attack, defense, dataset, protocol, seeds)` is the one function the notebooks and
 `uel matrix` call. Every expensive step is cached on disk by its configuration (the poison by
 `make_poison`, the purified training set and each training run here), so re-running a notebook or a
 matrix reuses finished work and an interrupted matrix resumes at the first unfinished run.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 from .cache import cached, tensor_fingerprint
@@ -169,7 +170,7 @@ def _defended(defense: str, poisoned: ImageSet, protocol: Protocol, params: dict
     return purified, protocol
 
 
-def evaluate(
+def run_experiment(
     attack: str,
     defense: str = "none",
     dataset: str | DataSpec | tuple[ImageSet, ImageSet] = "fashion-mnist",
@@ -184,7 +185,8 @@ def evaluate(
     cache: bool = True,
     quiet: bool = True,
 ) -> Result:
-    """Train the judge on `attack`'s poison after `defense`, for each seed; report clean test accuracy.
+    """One attack x defense run: train the judge on `attack`'s poison after `defense`, for each seed; report clean
+    test accuracy. (`run_matrix` runs a grid of these; `training.evaluate` is a model's accuracy on a set.)
 
     attack: a registered attack name, or "none" for clean training. defense: a registered defense.
     dataset: a name, a `DataSpec` (subset, RGB view), or a (train, test) pair of ImageSets.
@@ -192,13 +194,14 @@ def evaluate(
     The result carries per-epoch curves, final and peak accuracy per seed, the wall time of each step,
     and (with `baseline=True`) the clean baseline under the same protocol without a defense.
     """
-    seed_list = check_seeds(seeds, "evaluate")
-    poison_seed = check_seed(poison_seed, "poison_seed", "evaluate")
+    seed_list = check_seeds(seeds, "run_experiment")
+    poison_seed = check_seed(poison_seed, "poison_seed", "run_experiment")
     for flag, value in (("baseline", baseline), ("cache", cache), ("quiet", quiet)):
-        check_bool(value, flag, "evaluate")
+        check_bool(value, flag, "run_experiment")
     for what, value in (("attack_params", attack_params), ("defense_params", defense_params)):
         if value is not None and not isinstance(value, dict):
-            raise TypeError(f"evaluate: {what} must be a dict of parameter names to values or None, got {value!r}")
+            raise TypeError(f"run_experiment: {what} must be a dict of parameter names to values or None, "
+                            f"got {value!r}")
     proto = get_protocol(protocol)
     dev = pick_device(device)
     seconds: dict[str, float] = {}
@@ -238,8 +241,8 @@ def evaluate(
 
     clean = None
     if baseline and not (attack == "none" and defense == "none"):
-        clean = evaluate("none", "none", (train_set, test_set), proto, seed_list, baseline=False, device=device,
-                         cache=cache, quiet=quiet)
+        clean = run_experiment("none", "none", (train_set, test_set), proto, seed_list, baseline=False,
+                               device=device, cache=cache, quiet=quiet)
         clean.dataset = label
     return Result(
         attack=attack, defense=defense, dataset=label, protocol=_protocol_name(proto), seeds=seed_list,
@@ -247,6 +250,12 @@ def evaluate(
         train_loss=[h.train_loss for h in curves], train_acc=[h.train_acc for h in curves], seconds=seconds,
         clean=clean,
     )
+
+
+def evaluate(*args, **kwargs) -> Result:
+    """Deprecated name of `run_experiment` (it clashed with `training.evaluate`, a model's accuracy on a set)."""
+    warnings.warn("uel_helpers.experiments.evaluate is now run_experiment", DeprecationWarning, stacklevel=2)
+    return run_experiment(*args, **kwargs)
 
 
 def format_results(results: list[Result]) -> str:
@@ -306,7 +315,7 @@ def run_matrix(
     with tqdm(total=len(cells), desc="matrix", unit="cell", disable=quiet) as bar:
         for attack, defense in cells:
             bar.set_postfix_str(f"{attack} + {defense}")
-            result = evaluate(attack, defense, dataset, protocol, seeds, device=device, cache=cache, quiet=True)
+            result = run_experiment(attack, defense, dataset, protocol, seeds, device=device, cache=cache, quiet=True)
             results.append(result)
             if on_result is not None:
                 on_result(result, len(results), len(cells))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +42,7 @@ def notebook_setup(profile: str | None = None, seed: int = 0, device: str | None
 
 
 def notebook_data(dataset: str, n_per_class: int | None, as_rgb: bool):
-    """The data notebooks 02-05 train on: (what `evaluate` takes, the training set, the test set).
+    """The data notebooks 02-05 train on: (what `run_experiment` takes, the training set, the test set).
 
     Fashion-MNIST and the other named datasets come as a `DataSpec` (class-balanced subset, optional RGB view),
     so that runs are cached under the same key as notebook 01's poisons and the effect tests. scikit-learn's
@@ -63,11 +64,18 @@ def notebook_data(dataset: str, n_per_class: int | None, as_rgb: bool):
     return data, train_set, test_set
 
 
-def attack_params(name: str, channels: int, profile: str) -> dict:
-    """The attack parameters notebooks use: EM/TAP surrogates sized by the profile; AR on 1-channel data finds
-    new processes (its released coefficients are RGB)."""
+def profile_attack_params(name: str, channels: int, profile: str) -> dict:
+    """The attack parameters notebooks pass to `make_poison` at `profile`: EM/TAP surrogates sized by the profile;
+    AR on 1-channel data finds new processes (its released coefficients are RGB). (The parameters an attack
+    *accepts*, with their defaults, are `uel_helpers.poisons.attack_params(name)`.)"""
     if name in ("ar", "ar-linf") and channels != 3:
         return {"coefficients": "find"}
     if name in ("em-samplewise", "em-classwise", "tap"):
         return {"profile": profile}
     return {}
+
+
+def attack_params(name: str, channels: int, profile: str) -> dict:
+    """Deprecated name of `profile_attack_params` (it clashed with `uel_helpers.poisons.attack_params`)."""
+    warnings.warn("uel_helpers.notebook.attack_params is now profile_attack_params", DeprecationWarning, stacklevel=2)
+    return profile_attack_params(name, channels, profile)

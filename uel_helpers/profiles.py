@@ -8,6 +8,11 @@ import torch
 
 PROFILES = ("smoke", "quick", "paper")
 
+# How many training images per class the notebooks and studies take at each profile (None: the whole training
+# split). The one table: notebooks, effect tests and `uel` read it here. `uel demo` has its own, smaller budget
+# (cli.DEMO_N_PER_CLASS: its first run must finish within ten minutes on a laptop).
+IMAGES_PER_CLASS: dict[str, int | None] = {"smoke": 20, "quick": 500, "paper": None}
+
 
 def check_profile(profile: str) -> str:
     """Validate a profile name and return it."""
@@ -30,3 +35,9 @@ def default_profile() -> str:
 def resolve_profile(profile: str | None) -> str:
     """`profile` if given (validated), else the default profile."""
     return default_profile() if profile is None else check_profile(profile)
+
+
+def images_per_class(profile: str | None = None) -> int | None:
+    """Training images per class at `profile` (None = the default profile): 20 at smoke, 500 at quick, the whole
+    training split (None) at paper."""
+    return IMAGES_PER_CLASS[resolve_profile(profile)]

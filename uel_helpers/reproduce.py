@@ -2,7 +2,7 @@
 
 Each row is one (attack, defense) cell judged by the profile's protocol (`paper`: ResNet-18, the AR paper's
 100-epoch recipe) and the published final test accuracy of the same cell, with its source. `reproduce` runs the
-rows through `experiments.evaluate` (every step cached, so an interrupted table resumes at the first unfinished
+rows through `experiments.run_experiment` (every step cached, so an interrupted table resumes at the first unfinished
 row) and returns measured, published and the gap. Published numbers: `../shared/papers/` sheets, quoted below.
 """
 
@@ -12,7 +12,7 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .experiments import DataSpec, Result, evaluate
+from .experiments import DataSpec, Result, run_experiment
 from .training import Protocol
 
 
@@ -91,14 +91,14 @@ def reproduce(
 
     attack_params: a function attack name -> extra parameters (e.g. EM's profile); None = the attack defaults.
     on_row(row, done, total) is called after each row (to save the table so far).
-    Raises ValueError for an unknown attack or defense (from `evaluate`).
+    Raises ValueError for an unknown attack or defense (from `run_experiment`).
     """
     out: list[ReproducedRow] = []
     for i, row in enumerate(rows, 1):
         params = dict(row.attack_params)
         if attack_params is not None and row.attack != "none":
             params.update(attack_params(row.attack))
-        result = evaluate(row.attack, row.defense, dataset, protocol, seeds, attack_params=params or None,
+        result = run_experiment(row.attack, row.defense, dataset, protocol, seeds, attack_params=params or None,
                           baseline=False, device=device, quiet=quiet)
         out.append(ReproducedRow(row, result))
         if on_row is not None:
