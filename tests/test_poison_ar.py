@@ -1,5 +1,6 @@
-"""AR poisons (Sandoval-Segura et al. 2022): shipped coefficients, the batched recursion against a plain
-per-image loop, the matching-filter property, exact budgets, determinism, guards, the finder, errors."""
+"""AR poisons (Sandoval-Segura et al. 2022): shipped coefficients, the batched recursion against the paper's plain
+per-pixel loop (`generate_ar_reference`), the matching-filter property, exact budgets, determinism, guards, the
+finder, errors."""
 
 from __future__ import annotations
 
@@ -13,28 +14,18 @@ import torch
 from uel_helpers.data import ImageSet, synthetic_dataset
 from uel_helpers.poisons import REGISTRY, make_poison
 from uel_helpers.poisons import ar as ar_mod
+from uel_helpers.poisons.ar import attack as ar_attack
 from uel_helpers.poisons.ar import (
     default_l2_eps,
     default_required_response,
     filter_response,
     find_ar_coefficients,
     generate_ar,
+    generate_ar_reference,
     matching_filter,
     released_coefficients,
 )
-
-
-def reference_ar(b: np.ndarray, start: torch.Tensor, crop: int, eps: float, p: float) -> torch.Tensor:
-    """§2.3 written plainly: one image, row by row, column by column, float64."""
-    x = start.double().clone()
-    b = torch.as_tensor(b, dtype=torch.float64)
-    _, sh, sw = x.shape
-    for i in range(sh - 2):
-        for j in range(sw - 2):
-            x[:, i + 2, j + 2] = (b * x[:, i:i + 3, j:j + 3]).sum((1, 2))
-    d = x[:, crop:, crop:]
-    n = d.norm() if p == 2 else d.abs().max()
-    return eps * d / n
+from uel_helpers.poisons.ar import generate as ar_generate
 
 
 def residual_and_cross(delta: torch.Tensor, labels: torch.Tensor, coeffs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -90,7 +81,7 @@ def test_batched_generator_equals_per_image_loop(channels, size, crop, p):
     start = torch.randn(len(labels), channels, size[0] + crop, size[1] + crop, generator=g)
     out = generate_ar(coeffs, labels, size, crop=crop, eps=0.7, p=p, start=start, device="cpu",
                       max_growth=float("inf"))  # random taps (not the finder's) diverge: compare them all the same
-    ref = torch.stack([reference_ar(coeffs[int(y)], start[i], crop, 0.7, p) for i, y in enumerate(labels)])
+    ref = torch.stack([generate_ar_reference(coeffs[int(y)], start[i], crop, 0.7, p) for i, y in enumerate(labels)])
     assert out.delta.shape == (len(labels), channels, *size) and out.delta.dtype == torch.float32
     scale = ref.abs().amax((1, 2, 3), keepdim=True)
     assert ((out.delta.double() - ref).abs() / scale).max() < 1e-5
@@ -141,7 +132,7 @@ def test_same_bytes_whatever_the_chunking_or_threads(monkeypatch):
     again = generate_ar(coeffs, labels, 32, seed=7, device="cpu")
     assert torch.equal(base.delta, again.delta) and torch.equal(base.raw_l2, again.raw_l2)
     assert not torch.equal(base.delta, generate_ar(coeffs, labels, 32, seed=8, device="cpu").delta)
-    monkeypatch.setattr(ar_mod, "_CPU_FIELD_FLOATS", 1)  # chunks of DRAW_BLOCK images, several workers
+    monkeypatch.setattr(ar_generate, "_CPU_FIELD_FLOATS", 1)  # chunks of DRAW_BLOCK images, several workers
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
@@ -228,7 +219,7 @@ def test_ar_attack_budgets_and_quantisation():
     assert torch.equal(p.poisoned.images, expected)
     assert p.params["eps"] == 1.0 and p.info["coefficients"] == "cifar10" and p.info["raw_l2_max"] < 1e3
     assert p.info["delta_linf_median"] == pytest.approx(float(p.perturbation.abs().amax((1, 2, 3)).median()))
-    # §2.6.4: the generated δ answers ~0 to its own filter; clipping + quantisation spoil that a little
+    # own/other diagnostic: the generated δ answers ~0 to its own filter; clipping + quantisation spoil that a little
     assert p.info["own_other_ratio_delta"] < 1e-3 < p.info["own_other_ratio_stored"] < 1
     q = REGISTRY["ar-linf"].fn(ds, seed=0, quiet=True, rounding="truncate")
     assert torch.allclose(q.perturbation.abs().amax((1, 2, 3)), torch.full((len(ds),), 8 / 255), atol=1e-7)
@@ -292,7 +283,7 @@ def test_make_poison_runs_and_caches(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("the second call must load the cached poison")
 
-    monkeypatch.setattr(ar_mod, "generate_ar", boom)
+    monkeypatch.setattr(ar_attack, "generate_ar", boom)
     second = make_poison("ar", ds, seed=1, device="cpu", quiet=True)
     assert torch.equal(second.poisoned.images, first.poisoned.images)
     with pytest.raises(AssertionError, match="cached"):
