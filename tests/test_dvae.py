@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,6 +29,7 @@ from uel_helpers.defenses.dvae import (
     vae_purify,
     vae_reconstruct,
 )
+from uel_helpers.defenses.dvae import training as dvae_training
 from uel_helpers.training import get_protocol
 
 TINY = {"profile": "smoke", "width": 4, "latent_dim": 8, "quiet": True, "device": "cpu"}
@@ -157,7 +159,7 @@ def test_perturbation_energy_floor():
 def test_stage_two_trains_a_fresh_model_on_stage_one_output(monkeypatch):
     ds = tiny(3, 8)
     calls = []
-    original = dvae._fit
+    original = dvae_training._fit
 
     def spy(model, x_u8, y, cfg, seed, *args, **kwargs):
         start = {k: v.clone() for k, v in model.state_dict().items()}
@@ -165,7 +167,7 @@ def test_stage_two_trains_a_fresh_model_on_stage_one_output(monkeypatch):
         calls.append({"start": start, "model": model, "x": x_u8.clone(), "cap": cfg.kl_cap, "seed": seed})
         return hist
 
-    monkeypatch.setattr(dvae, "_fit", spy)
+    monkeypatch.setattr(dvae_training, "_fit", spy)
     out = purify(ds, cache=False, **TINY)
     assert [c["cap"] for c in calls] == [1.0, 3.0]
     s1, s2 = calls
@@ -215,13 +217,13 @@ def test_determinism_for_a_seed_on_cpu():
 
 def _count_fits(monkeypatch) -> list:
     calls: list = []
-    original = dvae._fit
+    original = dvae_training._fit
 
     def counting(*args, **kwargs):
         calls.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(dvae, "_fit", counting)
+    monkeypatch.setattr(dvae_training, "_fit", counting)
     return calls
 
 
@@ -367,9 +369,94 @@ def test_bad_inputs_raise_clear_errors():
         purify(ds, profile="huge", quiet=True)
     with pytest.raises(ValueError, match="width must be an even"):
         purify(ds, **{**TINY, "width": 5})
-    with pytest.raises(ValueError, match="epochs must be an int >= 1"):
+    with pytest.raises(ValueError, match="epochs must be an integer >= 1"):
         purify(ds, epochs=0, **TINY)
     with pytest.raises(TypeError, match="sample_latent"):
         purify(ds, sample_latent="yes", **TINY)
     with pytest.raises(TypeError, match="DVAE"):
         purify_stage(build_vae(ds.shape, width=4, latent_dim=8), ds, 1)
+
+
+# --- the settings dataclass --------------------------------------------------------------------------------
+
+def test_settings_with_copies_and_checks_again():
+    s = dvae.DVAESettings(profile="smoke", width=4)
+    t = s.with_(epochs=3, lr=1e-3)
+    assert (t.epochs, t.width, t.lr, t.profile) == (3, 4, 1e-3, "smoke") and s.epochs is None  # s is unchanged
+    assert s.with_() == s and hash(s) == hash(dvae.DVAESettings(profile="smoke", width=4))
+    with pytest.raises(ValueError, match=r"unknown DVAESettings fields \['epoch'\]"):
+        s.with_(epoch=3)
+    with pytest.raises(ValueError, match="width must be an even"):
+        s.with_(width=5)
+    with pytest.raises(AttributeError):
+        s.epochs = 3  # frozen
+    assert dvae.profile_settings("quick") == PROFILE_SETTINGS["quick"].with_(profile="quick")
+    assert dvae.DVAESettings(epochs=np.int64(2), amp=np.bool_(False)).to_dict()["epochs"] == 2
+    assert type(dvae.DVAESettings(epochs=np.int64(2)).epochs) is int  # the cache key is JSON
+
+
+@pytest.mark.parametrize("field,value,error", [
+    ("epochs", 0, ValueError), ("epochs", 2.5, TypeError), ("epochs", True, TypeError), ("epochs", "3", TypeError),
+    ("width", 5, ValueError), ("width", 1, ValueError), ("width", 64.0, TypeError),
+    ("latent_dim", 0, ValueError),
+    ("batch_size", -1, ValueError), ("batch_size", 1.5, TypeError),
+    ("levels", 0, ValueError), ("levels", "1", TypeError),
+    ("lr", 0.0, ValueError), ("lr", -1e-3, ValueError), ("lr", float("nan"), ValueError), ("lr", None, TypeError),
+    ("amp", 1, TypeError), ("amp", "False", TypeError),
+    ("profile", "huge", ValueError), ("profile", "Quick", ValueError),
+])
+def test_settings_reject_a_bad_value_naming_the_field(field, value, error):
+    with pytest.raises(error, match=field):
+        dvae.DVAESettings(**{field: value})
+    with pytest.raises(error, match=field):
+        dvae.DVAESettings().with_(**{field: value})
+
+
+def test_settings_object_and_keywords_train_the_same_cached_model(monkeypatch):
+    ds = tiny(1, 8)
+    calls = _count_fits(monkeypatch)
+    settings = dvae.DVAESettings(profile="smoke", width=4, latent_dim=8)
+    a = train_dvae(ds, 1.0, settings=settings, quiet=True, device="cpu")
+    b = train_dvae(ds, 1.0, **TINY)                                           # the keywords of earlier releases
+    c = train_dvae(ds, 1.0, settings=settings.with_(width=8), width=4, quiet=True, device="cpu")  # keywords win
+    assert len(calls) == 1 and _states_equal(a.state_dict(), b.state_dict()) and c.info["from_cache"]
+    stages = dvae.run_stages(ds, settings=settings, quiet=True, device="cpu")
+    assert torch.equal(stages.outputs[-1].images, purify(ds, **TINY).images)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument\(s\) \['epoch'\]"):
+        train_dvae(ds, 1.0, epoch=3, **TINY)
+    with pytest.raises(TypeError, match="settings must be a DVAESettings"):
+        train_vae(ds, settings="smoke")
+    with pytest.raises(TypeError, match="amp must be True or False"):
+        dvae.run_stages(ds, **{**TINY, "amp": "yes"})
+
+
+# --- the package -------------------------------------------------------------------------------------------
+
+# What `uel_helpers.defenses.dvae` exported when it was one module; notebooks of earlier releases import these.
+EXPORTED_BEFORE = [
+    "CACHE_VERSION", "DVAE", "DVAEOutput", "DVAEOutputs", "DVAESettings", "DVAEStages", "GRAD_CLIP", "INFER_BATCH",
+    "LR", "PAPER_EPOCHS", "PAPER_FLOOR_AFTER", "PROFILE_SETTINGS", "P_FLOOR", "ROUNDINGS", "STAGE_CAPS",
+    "TrainConfig", "VAE", "VAEOutput", "VAE_CAP", "build_dvae", "build_vae", "check_cap", "check_image_size",
+    "default_levels", "dvae_loss", "kl_divergence", "kl_hinge", "kl_weight", "purify", "purify_stage", "reconstruct",
+    "run_stages", "stage_seed", "train_dvae", "train_vae", "vae_loss", "vae_purify", "vae_reconstruct",
+]
+
+
+@pytest.mark.parametrize("name", sorted(set(EXPORTED_BEFORE) | set(dvae.__all__)))
+def test_public_names_import_from_the_package(name):
+    namespace: dict = {}
+    exec(f"from uel_helpers.defenses.dvae import {name}", namespace)
+    assert namespace[name] is getattr(dvae, name) and name in dvae.__all__
+
+
+def test_lower_modules_of_the_package_do_not_import_higher_ones():
+    import ast
+    from pathlib import Path
+
+    order = ["settings", "model", "training", "inference", "purify"]
+    folder = Path(dvae.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py")) == sorted(["__init__", *order])
+    for i, name in enumerate(order):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 1}
+        assert imported <= set(order[:i]), f"{name}.py imports {sorted(imported - set(order[:i]))}"

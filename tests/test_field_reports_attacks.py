@@ -16,10 +16,11 @@ from torch import nn
 from uel_helpers.data import synthetic_dataset
 from uel_helpers.device import NonFiniteLossError, OptimizerStep, check_finite_loss, make_generator
 from uel_helpers.poisons import REGISTRY, make_poison
-from uel_helpers.poisons import ar as ar_mod
 from uel_helpers.poisons import em as em_mod
 from uel_helpers.poisons import surrogate as sur_mod
 from uel_helpers.poisons import tap as tap_mod
+from uel_helpers.poisons.ar import attack as ar_attack
+from uel_helpers.poisons.ar import diagnostics as ar_diagnostics
 from uel_helpers.poisons.ar import (
     filter_response,
     filter_responses,
@@ -29,6 +30,7 @@ from uel_helpers.poisons.ar import (
     own_other_ratio,
     released_coefficients,
 )
+from uel_helpers.poisons.ar import generate as ar_generate
 from uel_helpers.poisons.em import NotConvergedWarning, em_noise
 from uel_helpers.poisons.surrogate import build_surrogate, check_fraction, check_positive_int
 from uel_helpers.poisons.tap import tap_noise, train_tap_surrogate
@@ -64,7 +66,7 @@ def test_ar_runs_with_defaults_above_32px(size, eps):
 
 def test_ar_runs_with_defaults_at_imagenet_size_with_100_classes(monkeypatch):
     ds = synthetic_dataset(n_per_class=1, num_classes=100, size=224)
-    monkeypatch.setattr(ar_mod, "DIAGNOSTIC_IMAGES", 8)  # the diagnostic's sample only (its cost, not the guard's)
+    monkeypatch.setattr(ar_attack, "DIAGNOSTIC_IMAGES", 8)  # the diagnostic's sample only (its cost, not the guard's)
     p = make_poison("ar", ds, cache=False, device="cpu", quiet=True)
     assert p.info["coefficients"] == "cifar100" and p.params["eps"] == pytest.approx(7.0)
     assert p.info["raw_l2_max"] > 1e3 and p.info["growth_per_step_max"] < 1.06
@@ -121,15 +123,15 @@ def test_guard_refuses_random_taps_without_the_finders_test():
 def test_guard_function_directly_on_224px_released_processes():
     b = released_coefficients("cifar100")
     labels = torch.arange(100)
-    seeds = ar_mod._draw_seeds(torch.Generator().manual_seed(0), 100, 3, 226, 226, torch.device("cpu"))
-    d = ar_mod._raw_chunk(torch.from_numpy(b).float()[labels], 226, 226, 2, seeds=seeds)
-    l2, linf = ar_mod._norms(d, 100, 3)
+    seeds = ar_generate._draw_seeds(torch.Generator().manual_seed(0), 100, 3, 226, 226, torch.device("cpu"))
+    d = ar_generate._raw_chunk(torch.from_numpy(b).float()[labels], 226, 226, 2, seeds=seeds)
+    l2, linf = ar_generate._norms(d, 100, 3)
     start_max = seeds.abs().amax(0).view(100, 3).amax(1)
-    steps = ar_mod.recursion_steps(226, 226)
-    growth = ar_mod._guard(l2, linf, start_max, labels, steps, ar_mod.MAX_GROWTH, None, None)
+    steps = ar_generate.recursion_steps(226, 226)
+    growth = ar_generate._guard(l2, linf, start_max, labels, steps, ar_generate.MAX_GROWTH, None, None)
     assert growth.max() < 1.06 and l2.max() > 1e3
     with pytest.raises(ValueError, match="exceeds max_raw_norm"):  # the old absolute limit refused them
-        ar_mod._guard(l2, linf, start_max, labels, steps, ar_mod.MAX_GROWTH, 1e3, None)
+        ar_generate._guard(l2, linf, start_max, labels, steps, ar_generate.MAX_GROWTH, 1e3, None)
 
 
 def test_optional_absolute_limit_and_argument_checks():
@@ -144,14 +146,14 @@ def test_optional_absolute_limit_and_argument_checks():
 def test_separability_guard_refuses_noise_that_its_own_filter_does_not_cancel(monkeypatch):
     """The third guard: the attack checks that the generated noise answers ~0 to its own matching filter."""
     ds = synthetic_dataset(n_per_class=2, num_classes=4, size=16, seed=0)
-    real = ar_mod.generate_ar
+    real = ar_attack.generate_ar
 
     def not_ar(*args, **kwargs):  # what a recursion that lost its precision would hand back: not its process's noise
         out = real(*args, **kwargs)
         noise = torch.randn(out.delta.shape, generator=torch.Generator().manual_seed(0))
         return out._replace(delta=noise / noise.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
 
-    monkeypatch.setattr(ar_mod, "generate_ar", not_ar)
+    monkeypatch.setattr(ar_attack, "generate_ar", not_ar)
     with pytest.raises(ValueError, match=r"class \d \('class\d'\) no longer answers ~0 to its own matching filter"):
         REGISTRY["ar"].fn(ds, seed=0, quiet=True, device="cpu")
 
@@ -163,7 +165,7 @@ def test_chunked_diagnostic_equals_the_unchunked_one():
     f = matching_filter(b)
     full = filter_response(f, delta.double())  # the former computation: one (30, 10, 30, 30) float64 map
     for budget, chunks in ((60_000, (1, 4)), (1_000_000, (3, 10))):  # chunks of filters; chunks of images
-        assert ar_mod._diagnostic_chunks(10, 3, 32, 32, budget) == chunks
+        assert ar_diagnostics._diagnostic_chunks(10, 3, 32, 32, budget) == chunks
         chunked = filter_responses(f, lambda i0, i1: delta[i0:i1], 30, (3, 32, 32), budget=budget)
         assert torch.allclose(chunked, full, rtol=1e-12, atol=1e-15)
     # own_other_ratio: same value as the former (unchunked) formula
@@ -177,9 +179,9 @@ def test_chunked_diagnostic_equals_the_unchunked_one():
 def test_diagnostic_temporaries_stay_small_at_any_size(size, k):
     """Analytically: the chosen chunk's float64 temporaries (input copy, unfolded input, conv output) <= 256 MB.
     The former code allocated the whole (256, K, H-2, W-2) map: ~10 GB at 224 px with K = 100."""
-    n_chunk, k_chunk = ar_mod._diagnostic_chunks(k, 3, size, size)
-    assert ar_mod._diagnostic_bytes(n_chunk, k_chunk, 3, size, size) <= 256 * MB
-    assert ar_mod._diagnostic_bytes(256, k, 3, size, size) > 256 * MB or size <= 96  # what chunking avoids
+    n_chunk, k_chunk = ar_diagnostics._diagnostic_chunks(k, 3, size, size)
+    assert ar_diagnostics._diagnostic_bytes(n_chunk, k_chunk, 3, size, size) <= 256 * MB
+    assert ar_diagnostics._diagnostic_bytes(256, k, 3, size, size) > 256 * MB or size <= 96  # what chunking avoids
 
 
 def test_diagnostic_calls_stay_small_at_224px_with_100_classes(monkeypatch):
@@ -191,7 +193,7 @@ def test_diagnostic_calls_stay_small_at_224px_with_100_classes(monkeypatch):
                      * 8)
         return torch.zeros(signal.shape[0], f.shape[0], dtype=torch.float64)
 
-    monkeypatch.setattr(ar_mod, "filter_response", recording)
+    monkeypatch.setattr(ar_diagnostics, "filter_response", recording)
     delta = torch.zeros(32, 3, 224, 224)
     own_other_ratio(delta, torch.arange(32) % 100, released_coefficients("cifar100"))
     assert sizes and max(sizes) <= 256 * MB
@@ -376,7 +378,7 @@ def test_dvae_training_stops_on_a_nan_loss_before_recording_it(which, monkeypatc
         terms = real(*args, **kwargs)
         return {**terms, "loss": terms["loss"] * float("nan")}
 
-    monkeypatch.setattr(dvae, loss_name, nan_loss)
+    monkeypatch.setattr(dvae.training, loss_name, nan_loss)  # the name the training loop calls
     epochs_seen = []
     ds = synthetic_dataset(n_per_class=8, num_classes=4, channels=3, size=8, seed=0)
     with pytest.raises(NonFiniteLossError, match=rf"train_{which} C=1: the training loss became nan in epoch 1 .*"
@@ -435,15 +437,16 @@ def _protonet_setup():
 
 def test_protonet_training_stops_on_a_nan_loss(monkeypatch):
     from uel_helpers import protonet
+    from uel_helpers.protonet import training as protonet_training  # train_protonet's module: patch what it calls
 
     ds, settings = _protonet_setup()
-    real = protonet._episode_loss
+    real = protonet_training._episode_loss
 
     def nan_loss(*args, **kwargs):
         loss, ce, mse, acc = real(*args, **kwargs)
         return loss * float("nan"), ce, mse, acc
 
-    monkeypatch.setattr(protonet, "_episode_loss", nan_loss)
+    monkeypatch.setattr(protonet_training, "_episode_loss", nan_loss)
     with pytest.raises(NonFiniteLossError, match=r"train_protonet: the training loss became nan in epoch 1 .*"
                                                  r"settings\.amp=False"):
         protonet.train_protonet(ds, settings, seed=0, device="cpu", quiet=True, cache=False)
@@ -451,6 +454,7 @@ def test_protonet_training_stops_on_a_nan_loss(monkeypatch):
 
 def test_protonet_keep_best_never_picks_a_nan_validation_accuracy(monkeypatch):
     from uel_helpers import protonet
+    from uel_helpers.protonet import training as protonet_training  # train_protonet's module: patch what it calls
 
     ds, settings = _protonet_setup()
     val = synthetic_dataset(n_per_class=6, num_classes=3, channels=1, size=16, seed=4)
@@ -458,7 +462,7 @@ def test_protonet_keep_best_never_picks_a_nan_validation_accuracy(monkeypatch):
     def nan_eval(model, test_set, way, shot, query, episodes, **kwargs):
         return protonet.EpisodeAccuracy(np.full(episodes, np.nan), way, shot, query)
 
-    monkeypatch.setattr(protonet, "evaluate_episodes", nan_eval)
+    monkeypatch.setattr(protonet_training, "evaluate_episodes", nan_eval)
     with pytest.raises(NonFiniteLossError, match=r"validation accuracy became nan in epoch 1"):
         protonet.train_protonet(ds, settings.with_(val_episodes=3), val_set=val, seed=0, device="cpu", quiet=True,
                                 cache=False)
