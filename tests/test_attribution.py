@@ -123,21 +123,29 @@ def _rows(ranked, n):
     return Attribution("m", idx, torch.zeros(idx.shape), torch.arange(n), True, 0.0)
 
 
-def test_bad_inputs_are_clear_errors(digits_small, tmp_path):
-    ftr, ytr = _features()
-    fte, yte = _features(n_per_class=2, seed=1)
-    with pytest.raises(ValueError, match="test_indices: .*out of range"):
-        attribute(ftr, ytr, fte, yte, "l2knn", k=3, test_indices=[6])
-    with pytest.raises(ValueError, match="k=31 is larger than the candidates: class .* has 30"):
-        attribute(ftr, ytr, fte, yte, "l2knn", k=31)
-    with pytest.raises(ValueError, match="dimension 4 but train_features 8"):
-        attribute(ftr, ytr, fte[:, :4], yte, "esvm", k=3)
-    with pytest.raises(ValueError, match="method: expected one of"):
-        attribute(ftr, ytr, fte, yte, "knn", k=3)
-    tr, te = digits_small
-    cf = Counterfactual(tr, te, "smoke", n_models=1, cache_root=str(tmp_path))
-    with pytest.raises(ValueError, match="test_pos: expected an index into the 3 test images"):
-        cf.vote(3)
+_FTR, _YTR = _features()
+_FTE, _YTE = _features(n_per_class=2, seed=1)
+
+# (call on (digits train/test pair, cache folder), expected exception, message pattern); one case, one failure
+BAD_INPUTS = {
+    "test index out of range": (lambda sets, root: attribute(_FTR, _YTR, _FTE, _YTE, "l2knn", k=3, test_indices=[6]),
+                                ValueError, "test_indices: .*out of range"),
+    "k above the candidates": (lambda sets, root: attribute(_FTR, _YTR, _FTE, _YTE, "l2knn", k=31), ValueError,
+                               "k=31 is larger than the candidates: class .* has 30"),
+    "feature dimensions differ": (lambda sets, root: attribute(_FTR, _YTR, _FTE[:, :4], _YTE, "esvm", k=3),
+                                  ValueError, "dimension 4 but train_features 8"),
+    "method='knn'": (lambda sets, root: attribute(_FTR, _YTR, _FTE, _YTE, "knn", k=3), ValueError,
+                     "method: expected one of"),
+    "vote test_pos out of range": (
+        lambda sets, root: Counterfactual(*sets, "smoke", n_models=1, cache_root=str(root)).vote(3), ValueError,
+        "test_pos: expected an index into the 3 test images"),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "match"), list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
+def test_bad_inputs_are_clear_errors(digits_small, tmp_path, call, error, match):
+    with pytest.raises(error, match=match):
+        call(digits_small, tmp_path)
 
 
 def test_ssl_backbone_trains_caches_and_rejects_another_configuration(tmp_path):

@@ -101,24 +101,32 @@ def test_only_the_head_changes_and_the_callers_model_is_untouched(data, judge):
     assert {n: p.requires_grad for n, p in scrambled.named_parameters()} == flags and scrambled.training
 
 
-def test_bad_arguments(data, judge):
+_OTHER = synthetic_dataset(n_per_class=2, num_classes=5, channels=1, size=8)
+
+# (call on (net, clean subset, test set), expected exception, message pattern); one case, one failure
+BAD_ARGUMENTS = {
+    "bn_mode='frozen'": (lambda net, sub, test: reweight_last_layer(net, sub, test, bn_mode="frozen"), ValueError,
+                         "bn_mode must be one of"),
+    "no linear layer": (lambda net, sub, test: reweight_last_layer(nn.Sequential(nn.Flatten()), sub, test),
+                        ValueError, "has none"),
+    "epochs=0": (lambda net, sub, test: reweight_last_layer(net, sub, test, epochs=0), ValueError,
+                 "epochs must be an integer >= 1"),
+    "lr=0": (lambda net, sub, test: reweight_last_layer(net, sub, test, lr=0), ValueError,
+             r"lr must lie in \(0, inf\)"),
+    "clean_subset tensor": (lambda net, sub, test: reweight_last_layer(net, sub.images, test), TypeError,
+                            "clean_subset must be an ImageSet"),
+    "classes differ": (lambda net, sub, test: reweight_last_layer(net, _OTHER, test), ValueError, "must match"),
+    "head vs classes": (lambda net, sub, test: reweight_last_layer(net, _OTHER, _OTHER), ValueError,
+                        "4 outputs but the data has 5"),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "match"), list(BAD_ARGUMENTS.values()), ids=list(BAD_ARGUMENTS))
+def test_bad_arguments(data, judge, call, error, match):
     _, test_set, subset = data
     _, net = judge
-    with pytest.raises(ValueError, match="bn_mode must be one of"):
-        reweight_last_layer(net, subset, test_set, bn_mode="frozen")
-    with pytest.raises(ValueError, match="has none"):
-        reweight_last_layer(nn.Sequential(nn.Flatten()), subset, test_set)
-    with pytest.raises(ValueError, match="epochs must be an int >= 1"):
-        reweight_last_layer(net, subset, test_set, epochs=0)
-    with pytest.raises(ValueError, match="lr must be"):
-        reweight_last_layer(net, subset, test_set, lr=0)
-    with pytest.raises(TypeError, match="clean_subset must be an ImageSet"):
-        reweight_last_layer(net, subset.images, test_set)
-    other = synthetic_dataset(n_per_class=2, num_classes=5, channels=1, size=8)
-    with pytest.raises(ValueError, match="must match"):
-        reweight_last_layer(net, other, test_set)
-    with pytest.raises(ValueError, match="4 outputs but the data has 5"):
-        reweight_last_layer(net, other, other)
+    with pytest.raises(error, match=match):
+        call(net, subset, test_set)
 
 
 def test_snapshots_are_the_trainers_model(data):

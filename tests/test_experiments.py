@@ -78,17 +78,21 @@ def test_matrix_resumes_after_an_interruption(data, count_training):
     assert len(count_training) == 4 and seen[-1] == (4, 4)  # only the two unfinished cells trained
 
 
-def test_bad_input(data):
-    with pytest.raises(ValueError, match="unknown attack"):
-        run_experiment("no-such-attack", "none", data, PROTO)
-    with pytest.raises(ValueError, match="unknown defense"):
-        run_experiment("none", "no-such-defense", data, PROTO)
-    with pytest.raises(ValueError, match="seeds"):
-        run_experiment("none", "none", data, PROTO, seeds=0)
-    with pytest.raises(TypeError, match="dataset"):
-        run_experiment("none", "none", (data[0],), PROTO)
-    with pytest.raises(ValueError, match="unknown defense"):
-        run_matrix(["ar"], ["nope"], data, PROTO)
+# (call on the (train, test) pair, expected exception, message pattern); one case, one failure
+BAD_INPUT = {
+    "unknown attack": (lambda d: run_experiment("no-such-attack", "none", d, PROTO), ValueError, "unknown attack"),
+    "unknown defense": (lambda d: run_experiment("none", "no-such-defense", d, PROTO), ValueError,
+                        "unknown defense"),
+    "seeds=0": (lambda d: run_experiment("none", "none", d, PROTO, seeds=0), ValueError, "seeds"),
+    "dataset of one set": (lambda d: run_experiment("none", "none", (d[0],), PROTO), TypeError, "dataset"),
+    "run_matrix unknown defense": (lambda d: run_matrix(["ar"], ["nope"], d, PROTO), ValueError, "unknown defense"),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "match"), list(BAD_INPUT.values()), ids=list(BAD_INPUT))
+def test_bad_input(data, call, error, match):
+    with pytest.raises(error, match=match):
+        call(data)
 
 
 def test_dataspec_label_and_subset():

@@ -45,19 +45,26 @@ def test_survival_ignores_content_changes_orthogonal_to_delta():
     assert perturbation_survival(clean, poisoned, purified) == pytest.approx(0.25, abs=1e-5)
 
 
-def test_survival_needs_a_perturbation_and_aligned_sets():
+def _other_labels(poisoned: ImageSet) -> ImageSet:
+    return ImageSet(poisoned.images, 1 - poisoned.labels, poisoned.classes)
+
+
+# (call on (clean, poisoned), expected exception, message pattern); one case, one failure
+SURVIVAL_BAD_INPUTS = {
+    "no perturbation": (lambda c, p: perturbation_survival(c, c, c), ValueError, "no perturbation"),
+    "different labels": (lambda c, p: perturbation_survival(c, _other_labels(p), p), ValueError, "different labels"),
+    "fewer purified images": (lambda c, p: perturbation_survival(c, p, p.images[:3]), ValueError, "same images"),
+    "psnr numpy": (lambda c, p: psnr(c, p.images.numpy()), TypeError, "ImageSet or a tensor"),
+    "psnr int32": (lambda c, p: psnr(c.images.int(), c.images.int()), TypeError, "uint8"),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "match"), list(SURVIVAL_BAD_INPUTS.values()),
+                         ids=list(SURVIVAL_BAD_INPUTS))
+def test_survival_needs_a_perturbation_and_aligned_sets(call, error, match):
     clean, poisoned, _ = _sets()
-    with pytest.raises(ValueError, match="no perturbation"):
-        perturbation_survival(clean, clean, clean)
-    other_labels = ImageSet(poisoned.images, 1 - poisoned.labels, poisoned.classes)
-    with pytest.raises(ValueError, match="different labels"):
-        perturbation_survival(clean, other_labels, poisoned)
-    with pytest.raises(ValueError, match="same images"):
-        perturbation_survival(clean, poisoned, poisoned.images[:3])
-    with pytest.raises(TypeError, match="ImageSet or a tensor"):
-        psnr(clean, poisoned.images.numpy())
-    with pytest.raises(TypeError, match="uint8"):
-        psnr(clean.images.int(), clean.images.int())
+    with pytest.raises(error, match=match):
+        call(clean, poisoned)
 
 
 def test_cosine_similarity():

@@ -227,19 +227,25 @@ def test_bad_eps(tiny, name, eps):
         make_poison(name, tiny, eps=eps, **FAST)
 
 
-def test_bad_input(tiny):
-    with pytest.raises(ValueError, match="unknown recipe 'mixed'"):
-        make_poison("tap", tiny, recipe="mixed", **FAST)
-    with pytest.raises(ValueError, match="rounding"):
-        make_poison("em-samplewise", tiny, rounding="floor", **FAST)
-    with pytest.raises(ValueError, match="unknown surrogate 'vgg'"):
-        make_poison("tap", tiny, surrogate="vgg", **FAST)
-    with pytest.raises(ValueError, match="max_rounds"):
-        make_poison("em-classwise", tiny, max_rounds=0, **FAST)
-    with pytest.raises(ValueError, match="stop_error"):
-        make_poison("em-samplewise", tiny, stop_error=1.0, **FAST)
-    with pytest.raises(TypeError, match="ImageSet"):
-        em_noise(tiny.images, classwise=False)
+# (call on the clean set, expected exception, message pattern); one case, one failure
+BAD_INPUT = {
+    "tap recipe='mixed'": (lambda ds: make_poison("tap", ds, recipe="mixed", **FAST), ValueError,
+                           "unknown recipe 'mixed'"),
+    "em rounding='floor'": (lambda ds: make_poison("em-samplewise", ds, rounding="floor", **FAST), ValueError,
+                            "rounding"),
+    "tap surrogate='vgg'": (lambda ds: make_poison("tap", ds, surrogate="vgg", **FAST), ValueError,
+                            "unknown surrogate 'vgg'"),
+    "em max_rounds=0": (lambda ds: make_poison("em-classwise", ds, max_rounds=0, **FAST), ValueError, "max_rounds"),
+    "em stop_error=1": (lambda ds: make_poison("em-samplewise", ds, stop_error=1.0, **FAST), ValueError,
+                        "stop_error"),
+    "em_noise tensor": (lambda ds: em_noise(ds.images, classwise=False), TypeError, "ImageSet"),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "match"), list(BAD_INPUT.values()), ids=list(BAD_INPUT))
+def test_bad_input(tiny, call, error, match):
+    with pytest.raises(error, match=match):
+        call(tiny)
 
 
 def test_random_transform_matches_the_reference_and_shifts_at_most_4_pixels():

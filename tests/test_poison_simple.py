@@ -1,4 +1,4 @@
-"""Tests for the simple poisons: CUDA, class-/sample-wise random noise, regions-k, LSP and OPS (sheet 01 §5–§8, §10)."""
+"""Tests for the simple poisons: CUDA, class-/sample-wise random noise, regions-k, LSP and OPS."""
 
 from __future__ import annotations
 
@@ -41,9 +41,11 @@ def _flat_gray(num_classes: int = 4, per_class: int = 5, shape=(3, 32, 32), valu
     return ImageSet(torch.full((n, *shape), value, dtype=torch.uint8), labels, [f"c{k}" for k in range(num_classes)])
 
 
-# --- CUDA (01 §5, 04 §1) -----------------------------------------------------------------------------
+# --- CUDA (arXiv 2303.04278) ----------------------------------------------------------------------------
 
-# class: (position of the 1.0 tap, kernel rows, sum), sheet 04 §1.2 (= 01 §5)
+# class: (position of the 1.0 tap, kernel rows, sum) of the kernels the reference draws with its defaults
+# (seed 0, bp 0.3; `get_filter_unlearnable` in
+# vinusankars/Convolution-based-Unlearnability:final_filter_unlearnable.py@ff58b1c)
 CUDA_TABLE = {
     0: ((0, 2), [[.1646, .2146, 1], [.1635, .1271, .1938], [.1313, .2675, .2891]], 2.551),
     1: ((0, 0), [[1, .0794, .2323], [.1368, .1705, .0056], [.1853, .1836, .1851]], 2.179),
@@ -73,7 +75,9 @@ def test_cuda_kernels_match_reference_table():
 
 
 def _cuda_reference_loop(ds: ImageSet, seed: int, blur: float, mix: float) -> tuple[np.ndarray, np.ndarray]:
-    """A literal, per-image transcription of sheet 04 §1.1, on numpy's *global* legacy RNG."""
+    """A literal, per-image transcription of the reference's `get_filter_unlearnable`
+    (`vinusankars/Convolution-based-Unlearnability:final_filter_unlearnable.py@ff58b1c`), on numpy's *global*
+    legacy RNG."""
     state = np.random.get_state()
     try:
         np.random.seed(seed)
@@ -112,7 +116,7 @@ def test_cuda_matches_per_image_reference_and_stream_order(rgb):
     got = p.poisoned.images.numpy()
     changed = (got != rgb.images.numpy()).reshape(len(rgb), -1).any(1)
     assert (changed == (draws < 0.5)).all()
-    # batched vs per-image float32 convolution may differ in the last bit (04 §1.1); allow a rare ±1
+    # batched vs per-image float32 convolution may differ in the last bit; allow a rare ±1
     diff = np.abs(got.astype(int) - ref.astype(int))
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
 
@@ -149,7 +153,7 @@ def test_cuda_edge_cases():
         cuda(black, seed=-1)
 
 
-# --- random noise (01 §6.1) --------------------------------------------------------------------------
+# --- random noise (cwrandom, psandovalsegura/unlearnable@9e384e6) ------------------------------------
 
 def test_random_noise_classwise_structure_budget_and_determinism(rgb):
     flat = _flat_gray()
@@ -178,7 +182,7 @@ def test_random_noise_samplewise(rgb, gray):
     assert t.rounding == "truncate" and t.effective_perturbation(gray).abs().max() <= 4.5 / 255 + 1e-6
 
 
-# --- regions-k (01 §6.2) -----------------------------------------------------------------------------
+# --- regions-k (hala64/udp@a693e3c region_poison) ----------------------------------------------------
 
 def test_band_edges():
     assert band_edges(32, 4) == [0, 8, 16, 24, 32]
@@ -228,7 +232,7 @@ def test_regions_bad_k(rgb):
         regions(rgb, k=33 * 33)
 
 
-# --- LSP (01 §7) -------------------------------------------------------------------------------------
+# --- LSP (lafeat/apbench:attack/lsp_poisons.py@9a6fb91) ---------------------------------------------
 
 def test_lsp_norm_blocks_and_truncation(rgb, gray):
     p = lsp(rgb, seed=0)
@@ -279,10 +283,10 @@ def test_lsp_bad_input_and_unbalanced_classes(rgb):
     assert p.perturbation.shape == (len(uneven), 3, 32, 32)
 
 
-# --- OPS (01 §8) -------------------------------------------------------------------------------------
+# --- OPS (lafeat/apbench:attack/ops_poisons.py@9a6fb91) ---------------------------------------------
 
 def _ops_reference(images: np.ndarray, labels: np.ndarray, num_classes: int) -> list[tuple[tuple, tuple]]:
-    """A literal loop over classes, positions and colours with numpy mean/std (sheet 01 §8)."""
+    """A literal loop over classes, positions and colours with numpy mean/std (APBench's `pixel_search`)."""
     x = images.transpose(0, 2, 3, 1).astype(np.float64) / 255  # (N, H, W, C) like APBench
     _, h, w, c = x.shape
     chosen: list[tuple[tuple, tuple]] = []

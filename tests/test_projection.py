@@ -75,7 +75,7 @@ def test_project_out_removes_exactly_the_span():
 
 
 def test_classwise_perturbations_lie_in_the_span_of_w():
-    """The paper's premise (§3.5): the logistic-regression directions capture class-wise δ_c.
+    """The premise of the attack (arXiv 2305.19254 §4.4): the logistic-regression directions capture class-wise δ_c.
 
     Construction: the clean images are uniform noise independent of the labels, so the only class signal is δ_c.
     The ideal bias-free logistic regression weights lie in span{class means} = span{mean image, δ_c}, which
@@ -95,7 +95,8 @@ def test_classwise_perturbations_lie_in_the_span_of_w():
 
 
 def test_samplewise_perturbations_do_not_lie_in_the_span():
-    """§3.5: a sample-wise δ_i is not confined to K directions: span(Q) holds about K/D of its energy.
+    """Why the attack should fail on sample-wise poisons: a sample-wise δ_i is not confined to K directions,
+    span(Q) holds about K/D of its energy.
 
     Criterion: on average more than 1 - 2K/D (87.5%) of each δ_i stays outside span(Q) (random: 1 - K/D = 93.75%).
     """
@@ -261,27 +262,28 @@ def test_registered_as_a_purifier(small):
         apply_defense("projection", small, proto, rank=3)
 
 
-def test_bad_inputs(small):
-    with pytest.raises(TypeError, match="expected an ImageSet"):
-        project(small.images)
-    with pytest.raises(ValueError, match="epochs must be an int >= 1"):
-        project(small, epochs=0)
-    with pytest.raises(TypeError, match="batch_size must be an int"):
-        fit_linear_weights(small, batch_size=2.5)
-    with pytest.raises(ValueError, match="lr must be"):
-        project(small, lr=-0.1)
-    tiny = ImageSet(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.arange(4), ["a", "b", "c", "d"])
-    with pytest.raises(ValueError, match="K=4 class directions from D=4"):
-        project(tiny)
-    with pytest.raises(ValueError, match="zero"):
-        projection_basis(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]]))
-    with pytest.raises(ValueError, match=r"\(K, D\)"):
-        projection_basis(torch.ones(3))
-    with pytest.raises(ValueError, match="1 <= K < D"):
-        projection_basis(torch.randn(4, 3))
-    with pytest.raises(ValueError, match="NaN"):
-        projection_basis(torch.tensor([[float("nan"), 1.0, 0.0]]))
-    with pytest.raises(ValueError, match="same D"):
-        project_out(torch.zeros(2, 5), torch.zeros(4, 1))
-    with pytest.raises(TypeError, match="float images"):
-        project_out(torch.zeros(2, 4, dtype=torch.uint8), torch.zeros(4, 1))
+_TINY = ImageSet(torch.zeros(4, 1, 2, 2, dtype=torch.uint8), torch.arange(4), ["a", "b", "c", "d"])
+
+# (call on the `small` set, expected exception, message pattern); one case, one failure
+BAD_INPUTS = {
+    "project tensor": (lambda ds: project(ds.images), TypeError, "expected an ImageSet"),
+    "project epochs=0": (lambda ds: project(ds, epochs=0), ValueError, "epochs must be an integer >= 1"),
+    "fit batch_size=2.5": (lambda ds: fit_linear_weights(ds, batch_size=2.5), TypeError,
+                           "batch_size must be an integer"),
+    "project lr=-0.1": (lambda ds: project(ds, lr=-0.1), ValueError, r"lr must lie in \(0, inf\)"),
+    "project K >= D": (lambda ds: project(_TINY), ValueError, "K=4 class directions from D=4"),
+    "basis zero row": (lambda ds: projection_basis(torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])), ValueError,
+                       "zero"),
+    "basis 1-D": (lambda ds: projection_basis(torch.ones(3)), ValueError, r"\(K, D\)"),
+    "basis K >= D": (lambda ds: projection_basis(torch.randn(4, 3)), ValueError, "1 <= K < D"),
+    "basis NaN": (lambda ds: projection_basis(torch.tensor([[float("nan"), 1.0, 0.0]])), ValueError, "NaN"),
+    "project_out D mismatch": (lambda ds: project_out(torch.zeros(2, 5), torch.zeros(4, 1)), ValueError, "same D"),
+    "project_out uint8": (lambda ds: project_out(torch.zeros(2, 4, dtype=torch.uint8), torch.zeros(4, 1)), TypeError,
+                          "float images"),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "match"), list(BAD_INPUTS.values()), ids=list(BAD_INPUTS))
+def test_bad_inputs(small, call, error, match):
+    with pytest.raises(error, match=match):
+        call(small)

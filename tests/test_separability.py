@@ -59,38 +59,50 @@ def test_random_noise_with_random_labels_is_not_separable():
     assert res.accuracy < 0.75, res.accuracy
 
 
-def test_mismatched_sets_are_errors():
-    poisoned, clean = _pair(12, (1, 4, 4), 3, classwise=True)
-    with pytest.raises(ValueError, match="same number of images of the same shape"):
-        perturbations(poisoned.subset(range(10)), clean)
-    other_shape, _ = _pair(12, (1, 5, 5), 3, classwise=True)
-    with pytest.raises(ValueError, match="same number of images of the same shape"):
-        linear_separability(other_shape, clean)
-    shuffled = ImageSet(poisoned.images, poisoned.labels.roll(1), poisoned.classes)
-    with pytest.raises(ValueError, match="labels differ"):
-        perturbations(shuffled, clean)
-    more_classes = ImageSet(poisoned.images, poisoned.labels, [*poisoned.classes, "extra"])
-    with pytest.raises(ValueError, match="classes"):
-        perturbations(more_classes, clean)
-    with pytest.raises(TypeError, match="poisoned must be an ImageSet"):
-        perturbations(poisoned.images, clean)
-    with pytest.raises(ValueError, match="constant"):
-        linear_separability(clean, clean)
+_POISONED, _CLEAN = _pair(12, (1, 4, 4), 3, classwise=True)
+_OTHER_SHAPE, _ = _pair(12, (1, 5, 5), 3, classwise=True)
+
+# (call, expected exception, message pattern); one case, one failure
+MISMATCHED_SETS = {
+    "fewer poisoned images": (lambda: perturbations(_POISONED.subset(range(10)), _CLEAN), ValueError,
+                              "same number of images of the same shape"),
+    "other image shape": (lambda: linear_separability(_OTHER_SHAPE, _CLEAN), ValueError,
+                          "same number of images of the same shape"),
+    "shuffled labels": (lambda: perturbations(ImageSet(_POISONED.images, _POISONED.labels.roll(1), _POISONED.classes),
+                                              _CLEAN), ValueError, "labels differ"),
+    "an extra class": (lambda: perturbations(ImageSet(_POISONED.images, _POISONED.labels,
+                                                      [*_POISONED.classes, "extra"]), _CLEAN), ValueError, "classes"),
+    "poisoned is a tensor": (lambda: perturbations(_POISONED.images, _CLEAN), TypeError,
+                             "poisoned must be an ImageSet"),
+    "no perturbation": (lambda: linear_separability(_CLEAN, _CLEAN), ValueError, "constant"),
+}
 
 
-def test_bad_arguments_of_the_tensor_form():
-    delta, labels = torch.randn(6, 4), torch.tensor([0, 1, 0, 1, 0, 1])
-    with pytest.raises(ValueError, match="steps must be"):
-        linear_separability_of(delta, labels, steps=0)
-    with pytest.raises(ValueError, match="lr must be"):
-        linear_separability_of(delta, labels, lr=-1.0)
-    with pytest.raises(ValueError, match="one label per perturbation"):
-        linear_separability_of(delta, labels[:5])
-    with pytest.raises(ValueError, match="num_classes >= 2"):
-        linear_separability_of(delta, labels, num_classes=1)
-    with pytest.raises(ValueError, match="NaN"):
-        linear_separability_of(torch.full((6, 4), float("nan")), labels)
-    with pytest.raises(TypeError, match="expects tensors"):
-        linear_separability_of(delta.numpy(), labels)
-    res = linear_separability_of(delta, labels, steps=3, device="cpu")
+@pytest.mark.parametrize(("call", "error", "match"), list(MISMATCHED_SETS.values()), ids=list(MISMATCHED_SETS))
+def test_mismatched_sets_are_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+_DELTA, _LABELS = torch.randn(6, 4), torch.tensor([0, 1, 0, 1, 0, 1])
+
+BAD_TENSOR_ARGUMENTS = {
+    "steps=0": (lambda: linear_separability_of(_DELTA, _LABELS, steps=0), ValueError, "steps must be"),
+    "lr=-1": (lambda: linear_separability_of(_DELTA, _LABELS, lr=-1.0), ValueError, r"lr must lie in \(0, inf\)"),
+    "one label short": (lambda: linear_separability_of(_DELTA, _LABELS[:5]), ValueError, "one label per perturbation"),
+    "num_classes=1": (lambda: linear_separability_of(_DELTA, _LABELS, num_classes=1), ValueError, "num_classes >= 2"),
+    "NaN delta": (lambda: linear_separability_of(torch.full((6, 4), float("nan")), _LABELS), ValueError, "NaN"),
+    "numpy delta": (lambda: linear_separability_of(_DELTA.numpy(), _LABELS), TypeError, "expects tensors"),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "match"), list(BAD_TENSOR_ARGUMENTS.values()),
+                         ids=list(BAD_TENSOR_ARGUMENTS))
+def test_bad_arguments_of_the_tensor_form(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_the_tensor_form_runs_on_good_arguments():
+    res = linear_separability_of(_DELTA, _LABELS, steps=3, device="cpu")
     assert len(res.curve) == 3 and 0 <= res.accuracy <= 1

@@ -190,7 +190,8 @@ def test_rsk_statistics():
 
 
 def test_batched_transform_matches_a_per_image_reference():
-    """§8: with identical kernels the batched RSK+FF equals the per-image reference to float tolerance."""
+    """With identical kernels the batched RSK+FF equals a per-image transcription of the reference
+    (`sharpen_image`, then `get_dct_image`, `aseriesof-tubes/RSK@911680e`) to float tolerance."""
     x = torch.rand(6, 3, 32, 32, generator=_gen(8))
     kernels = rsk_kernels(6, generator=_gen(9))
     c30 = dct_matrix(30)
@@ -248,17 +249,22 @@ def test_center_at_most_one_is_a_value_error(center):
         apply_defense("ssk+ff", synthetic_dataset(2, 2, size=8), get_protocol("smoke"), center=center)
 
 
-def test_other_bad_kernel_arguments():
-    with pytest.raises(TypeError, match="center must be a real number > 1"):
-        ssk_kernel(True)
-    with pytest.raises(ValueError, match="n must be an int >= 0"):
-        rsk_kernels(-1)
-    with pytest.raises(ValueError, match="std must be a real number >= 0"):
-        rsk_kernels(2, std=-0.1)
-    with pytest.raises(ValueError, match="unknown mode 'blur'"):
-        sharpen_filter(torch.rand(1, 3, 8, 8), "blur")
-    with pytest.raises(ValueError, match="nothing to do"):
-        sharpen_filter(torch.rand(1, 3, 8, 8), "none", percent=None)
+# (call, expected exception, message pattern); one case, one failure
+OTHER_BAD_KERNEL_ARGUMENTS = {
+    "ssk center=True": (lambda: ssk_kernel(True), TypeError, "center must be a real number > 1"),
+    "rsk n=-1": (lambda: rsk_kernels(-1), ValueError, "n must be an int >= 0"),
+    "rsk std=-0.1": (lambda: rsk_kernels(2, std=-0.1), ValueError, "std must be a real number >= 0"),
+    "mode='blur'": (lambda: sharpen_filter(torch.rand(1, 3, 8, 8), "blur"), ValueError, "unknown mode 'blur'"),
+    "nothing to do": (lambda: sharpen_filter(torch.rand(1, 3, 8, 8), "none", percent=None), ValueError,
+                      "nothing to do"),
+}
+
+
+@pytest.mark.parametrize(("call", "error", "match"), list(OTHER_BAD_KERNEL_ARGUMENTS.values()),
+                         ids=list(OTHER_BAD_KERNEL_ARGUMENTS))
+def test_other_bad_kernel_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
 
 
 @pytest.mark.parametrize(("changes", "error", "message"), [

@@ -488,12 +488,11 @@ def to_grayscale(ds: ImageSet, keep_channels: bool = True) -> ImageSet:
 # --- loaders -------------------------------------------------------------------------------------
 
 def _check_split(split: str) -> str:
+    """'train' or 'test' (`checks.check_choice`); a non-string is a TypeError (split=1 is not a typo of a name)."""
     if not isinstance(split, str):
         raise TypeError(f"load_dataset: split must be a string ('train' or 'test'), got {type(split).__name__} "
                         f"{split!r}")
-    if split not in ("train", "test"):
-        raise ValueError(f"load_dataset: split must be 'train' or 'test', got {split!r}")
-    return split
+    return check_choice(split, "split", ("train", "test"), "load_dataset")
 
 
 def _load_digits(split: str) -> ImageSet:

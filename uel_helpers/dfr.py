@@ -1,17 +1,18 @@
 """Deep Feature Reweighting (DFR): retrain only the last linear layer of a judge on a little clean data.
 
-Sandoval-Segura et al., "What Can We Learn from Unlearnable Datasets?" (NeurIPS 2023, §4.2; papers/05 §1):
-a network trained on an unlearnable set has poor clean accuracy, yet its features are useful: retraining its
-last layer on 5,000 clean images (10% of CIFAR-10) recovers much of the accuracy. Their recipe (`dfr_step_2.py`):
+Sandoval-Segura et al., "What Can We Learn from Unlearnable Datasets?" (NeurIPS 2023, arXiv 2305.19254, §4.2;
+code `psandovalsegura/learn-from-unlearnable@605dea2`): a network trained on an unlearnable set has poor clean
+accuracy, yet its features are useful: retraining its last layer on 5,000 clean images (10% of CIFAR-10)
+recovers much of the accuracy. Their recipe (`dfr_step_2.py`):
 freeze everything but the last linear layer, `LBFGS(lr=0.5)` with PyTorch's defaults (`max_iter=20`, no line
 search, no regularisation), batches of 1,024 shuffled clean images with the *training* augmentation, 15 epochs
 over the subset, cross-entropy.
 
-BatchNorm (papers/05 §1.2). The reference calls `model.train()` before the LBFGS loop and never switches back,
-so every closure call normalises with the clean batch's own statistics and updates the BN running statistics
-with clean data; after ~75 steps they are essentially the clean subset's. `bn_mode="train"` reproduces this
-("linear head + clean BN re-estimation"); `bn_mode="eval"` keeps the network in eval mode, a pure linear probe
-on frozen features with the BN running statistics unchanged. Say which one a figure shows.
+BatchNorm (our reading of `lbfgs_finetune` in the reference code). The reference calls `model.train()` before the
+LBFGS loop and never switches back, so every closure call normalises with the clean batch's own statistics and updates
+the BN running statistics with clean data; after ~75 steps they are essentially the clean subset's. `bn_mode="train"`
+reproduces this ("linear head + clean BN re-estimation"); `bn_mode="eval"` keeps the network in eval mode, a pure
+linear probe on frozen features with the BN running statistics unchanged. Say which one a figure shows.
 
 The last linear layer is found generically: the last `nn.Linear` among `model.modules()` (the head of
 ResNet-18, FastNet and SmallCNN, also inside the trainer's `nn.Sequential(Normalize, net)`). Its weights and
@@ -24,8 +25,6 @@ of the network at chosen epochs) and `dfr_over_epochs` (both: the paper's DFR-vs
 from __future__ import annotations
 
 import copy
-import math
-import numbers
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -34,6 +33,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .checks import check_count, check_rate, check_seed
 from .data import ImageSet, check_imageset, check_same_classes, decode_images
 from .device import make_generator, pick_device, seed_everything
 from .models import build_model
@@ -56,7 +56,7 @@ class DFRResult:
 
 @dataclass
 class DFRCurve:
-    """DFR across training: per snapshot epoch, clean test accuracy before and after DFR (papers/05 §1.3)."""
+    """DFR across training: per snapshot epoch, clean test accuracy before and after DFR (arXiv 2305.19254, §4.2)."""
 
     epochs: list[int]
     acc_before: list[float]
@@ -75,14 +75,6 @@ def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
         raise ValueError(f"DFR retrains the last nn.Linear layer, but this {type(model).__name__} has none; "
                          "give it a linear head (as the package's models have)")
     return found[-1]
-
-
-def _check_int(value, what: str, lo: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"DFR: {what} must be an int >= {lo}, got {type(value).__name__} {value!r}")
-    if int(value) < lo:
-        raise ValueError(f"DFR: {what} must be an int >= {lo}, got {value}")
-    return int(value)
 
 
 def _check_sets(clean_subset: ImageSet, test_set: ImageSet, num_outputs: int) -> None:
@@ -129,11 +121,11 @@ def reweight_last_layer(
     if bn_mode not in BN_MODES:
         raise ValueError(f"DFR: bn_mode must be one of {BN_MODES} ('train' re-estimates BatchNorm statistics on "
                          f"the clean data as the reference does, 'eval' freezes them), got {bn_mode!r}")
-    epochs = _check_int(epochs, "epochs", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
-    max_iter = _check_int(max_iter, "max_iter", 1)
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"DFR: lr must be a finite number > 0 (the reference uses 0.5), got {lr!r}")
+    epochs = check_count(epochs, "epochs", "DFR")
+    batch_size = check_count(batch_size, "batch_size", "DFR")
+    max_iter = check_count(max_iter, "max_iter", "DFR")
+    lr = check_rate(lr, "lr", "DFR", lo=0.0, lo_open=True)  # the reference uses 0.5
+    seed = check_seed(seed, "seed", "DFR")
     name, found = last_linear(model)
     _check_sets(clean_subset, test_set, found.out_features)
     proto = get_protocol(protocol)
@@ -182,7 +174,8 @@ def _check_epochs(epochs: Iterable[int] | None, total: int) -> list[int]:
         return list(range(1, total + 1))
     if isinstance(epochs, (str, bytes)) or not isinstance(epochs, Iterable):
         raise TypeError(f"epochs must be a sequence of ints in [1, {total}] (or None for every epoch), got {epochs!r}")
-    out = sorted({_check_int(e, "each snapshot epoch", 1) for e in epochs})
+    epochs = list(epochs)
+    out = sorted({check_count(e, f"epochs[{i}]", "snapshot_every_epoch") for i, e in enumerate(epochs)})
     if not out or out[-1] > total:
         raise ValueError(f"snapshot epochs must be a non-empty set of ints in [1, {total}] (the protocol's "
                          f"epochs), got {list(epochs)}")
@@ -268,6 +261,10 @@ def dfr_over_epochs(
     if bn_mode not in BN_MODES:  # fail before training, not after
         raise ValueError(f"DFR: bn_mode must be one of {BN_MODES}, got {bn_mode!r}")
     _check_sets(clean_subset, test_set, clean_subset.num_classes if isinstance(clean_subset, ImageSet) else 0)
+    for what, value in (("dfr_epochs", dfr_epochs), ("dfr_batch_size", dfr_batch_size),
+                        ("dfr_max_iter", dfr_max_iter)):
+        check_count(value, what, "dfr_over_epochs")
+    check_rate(dfr_lr, "dfr_lr", "dfr_over_epochs", lo=0.0, lo_open=True)
     dfr = dict(bn_mode=bn_mode, epochs=dfr_epochs, batch_size=dfr_batch_size, lr=dfr_lr, max_iter=dfr_max_iter,
                seed=seed, device=device)
     hist, snaps, untrained = snapshot_every_epoch(train_set, test_set, protocol, epochs=epochs, seed=seed,

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .checks import check_choice, check_count
+
 # --- CIFAR ResNet-18 (3x3 stem, no max-pool): the victim every paper trains ----------------------
 
 
@@ -111,7 +113,10 @@ class FastNet(nn.Module):
 
     A frozen 2x2 patch-whitening conv (fitted by `fit_whitening` on training images: the faithful
     threat model fits it on the poisoned set), three conv groups, a global max-pool and a scaled
-    linear head. See peers_and_protocols.md §3.3 for its caveats as a judge of poisons.
+    linear head (after airbench94, `KellerJordan/cifar10-airbench:airbench/lib_airbench94.py@f1c599c`). Caveats as
+    a judge of poisons (our analysis): the whitening fitted on poisoned images amplifies the low-variance,
+    high-frequency patch directions where ε-bounded perturbations live, and a short schedule is early stopping,
+    itself a defense.
     """
 
     def __init__(self, in_channels: int = 3, num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256),
@@ -270,10 +275,8 @@ def build_model(name: str, in_channels: int = 3, num_classes: int = 10, image_si
     """Build a model by name for images of `in_channels` x `image_size` and `num_classes` classes."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {', '.join(MODELS)}")
-    if in_channels not in (1, 3):
-        raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    in_channels = check_choice(in_channels, "in_channels", (1, 3), "build_model")
+    num_classes = check_count(num_classes, "num_classes", "build_model", lo=2)
     side = min(image_size) if isinstance(image_size, tuple) else int(image_size)
     ctor, min_side, _ = MODELS[name]
     if side < min_side:

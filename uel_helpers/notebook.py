@@ -44,10 +44,11 @@ def notebook_setup(profile: str | None = None, seed: int = 0, device: str | None
 def notebook_data(dataset: str, n_per_class: int | None, as_rgb: bool):
     """The data notebooks 02-05 train on: (what `run_experiment` takes, the training set, the test set).
 
-    Fashion-MNIST and the other named datasets come as a `DataSpec` (class-balanced subset, optional RGB view),
-    so that runs are cached under the same key as notebook 01's poisons and the effect tests. scikit-learn's
-    8x8 digits are resized to 16x16 explicitly (the FastNet of notebook 04 §6 needs >= 16x16; the ResNet and
-    small-CNN judges also take 8x8) and passed as a (train, test) pair. `n_per_class` None = the whole training split.
+    Fashion-MNIST and the other named datasets come as a `DataSpec` (class-balanced subset, optional RGB view), so
+    that runs are cached under the same key as notebook 01's poisons and the effect tests. scikit-learn's 8x8 digits
+    are resized to 16x16 explicitly (FastNet, used in section 6 of notebook 04_sharpen_filter_cuda, needs >= 16x16;
+    the ResNet and small-CNN judges also take 8x8) and passed as a (train, test) pair. `n_per_class` None = the whole
+    training split.
     """
     from .data import load_dataset, to_rgb  # imported here: the setup cell must stay light
     from .experiments import DataSpec

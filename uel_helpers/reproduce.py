@@ -3,7 +3,8 @@
 Each row is one (attack, defense) cell judged by the profile's protocol (`paper`: ResNet-18, the AR paper's
 100-epoch recipe) and the published final test accuracy of the same cell, with its source. `reproduce` runs the
 rows through `experiments.run_experiment` (every step cached, so an interrupted table resumes at the first unfinished
-row) and returns measured, published and the gap. Published numbers: `../shared/papers/` sheets, quoted below.
+row) and returns measured, published and the gap. Each published number names its source: the paper (arXiv id and
+table) or the upstream README / leaderboard file at a fixed commit (`owner/repo:path@commit`).
 """
 
 from __future__ import annotations
@@ -27,24 +28,30 @@ class PaperRow:
     attack_params: tuple[tuple[str, object], ...] = ()
 
 
+_RSK = "Kim & Sandoval-Segura, AdvML-Frontiers @ NeurIPS 2024 (arXiv 2411.01742v2), Table 1"
+_AR = ("AR README (Sandoval-Segura et al., NeurIPS 2022, arXiv 2206.03693; "
+       "psandovalsegura/autoregressive-poisoning:README.md@bf350b0)")
+_ISS = "ISS README (Liu et al., ICML 2023, arXiv 2301.13838; liuzrcc/ImageShortcutSqueezing:README.md@005d653)"
+_APBENCH = "APBench leaderboard (apbench/apbench.github.io:leaderboard.md@c7d70d6)"
+
 PAPER_ROWS: tuple[PaperRow, ...] = (
-    PaperRow("none", "none", 94.34, "Kim & Sandoval-Segura 2024, Table 1 (sheet 04 §7)"),
-    PaperRow("ar", "none", 11.75, "AR README, L2 eps 1 (sheet 01 §9.1)"),
-    PaperRow("ar", "jpeg", 85.15, "ISS README, AR L2 1.0 + JPEG-10 (sheet 01 §9.2)"),
-    PaperRow("ar", "grayscale", 34.04, "ISS README, AR L2 1.0 + grayscale (sheet 01 §9.2)"),
-    PaperRow("em-samplewise", "none", 21.05, "ISS README, EM L-inf 8 (sheet 01 §9.2)"),
-    PaperRow("em-samplewise", "grayscale", 93.01, "ISS README, EM L-inf 8 + grayscale (sheet 01 §9.2)"),
-    PaperRow("cuda", "none", 23.25, "Kim & Sandoval-Segura 2024, Table 1 (sheet 04 §7)"),
-    PaperRow("cuda", "adversarial-training", 44.40, "Kim & Sandoval-Segura 2024, Table 1 (sheet 04 §7)"),
-    PaperRow("cuda", "rsk+ff", 78.53, "Kim & Sandoval-Segura 2024, Table 1 (sheet 04 §7)"),
-    PaperRow("tap", "none", 6.27, "APBench leaderboard, TAP Standard (sheet 01 §9.3)"),
-    PaperRow("tap", "jpeg", 84.08, "APBench leaderboard, TAP JPEG (sheet 01 §9.3)"),
-    PaperRow("lsp", "none", 13.06, "APBench leaderboard, LSP Standard (sheet 01 §9.3)"),
-    PaperRow("lsp", "grayscale", 64.70, "APBench leaderboard, LSP Gray (sheet 01 §9.3)"),
-    PaperRow("ops", "none", 14.69, "APBench leaderboard, OPS Standard (sheet 01 §9.3)"),
-    PaperRow("ops", "cutout", 52.98, "APBench leaderboard, OPS Cutout (sheet 01 §9.3)"),
-    PaperRow("ar", "adversarial-training", 81.15, "APBench leaderboard, AR AT (sheet 01 §9.3)"),
-    PaperRow("em-samplewise", "jpeg", 80.72, "APBench leaderboard, EM JPEG (sheet 01 §9.3)"),
+    PaperRow("none", "none", 94.34, f"{_RSK}, CIFAR-10"),
+    PaperRow("ar", "none", 11.75, f"{_AR}, CIFAR-10 AR L2 eps 1"),
+    PaperRow("ar", "jpeg", 85.15, f"{_ISS}, AR L2 1.0 + JPEG-10"),
+    PaperRow("ar", "grayscale", 34.04, f"{_ISS}, AR L2 1.0 + grayscale"),
+    PaperRow("em-samplewise", "none", 21.05, f"{_ISS}, EM L-inf 8"),
+    PaperRow("em-samplewise", "grayscale", 93.01, f"{_ISS}, EM L-inf 8 + grayscale"),
+    PaperRow("cuda", "none", 23.25, f"{_RSK}, CIFAR-10"),
+    PaperRow("cuda", "adversarial-training", 44.40, f"{_RSK}, CIFAR-10"),
+    PaperRow("cuda", "rsk+ff", 78.53, f"{_RSK}, CIFAR-10"),
+    PaperRow("tap", "none", 6.27, f"{_APBENCH}, CIFAR-10 TAP Standard"),
+    PaperRow("tap", "jpeg", 84.08, f"{_APBENCH}, CIFAR-10 TAP JPEG"),
+    PaperRow("lsp", "none", 13.06, f"{_APBENCH}, CIFAR-10 LSP Standard"),
+    PaperRow("lsp", "grayscale", 64.70, f"{_APBENCH}, CIFAR-10 LSP Gray"),
+    PaperRow("ops", "none", 14.69, f"{_APBENCH}, CIFAR-10 OPS Standard"),
+    PaperRow("ops", "cutout", 52.98, f"{_APBENCH}, CIFAR-10 OPS Cutout"),
+    PaperRow("ar", "adversarial-training", 81.15, f"{_APBENCH}, CIFAR-10 AR AT"),
+    PaperRow("em-samplewise", "jpeg", 80.72, f"{_APBENCH}, CIFAR-10 EM JPEG"),
 )
 
 

@@ -1,5 +1,6 @@
 """The linear separability test of perturbations (Yu et al., "Availability Attacks Create Shortcuts", KDD 2022),
-as run by Sandoval-Segura et al. (NeurIPS 2023, §4.3; papers/05 §2, `test_linear_separability.py`).
+as run by Sandoval-Segura et al. (NeurIPS 2023, arXiv 2305.19254, §4.3;
+`psandovalsegura/learn-from-unlearnable:test_linear_separability.py@605dea2`).
 
 How well can a linear classifier tell the classes apart from the perturbations alone?
 
@@ -29,6 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from .checks import check_count, check_rate, check_seed
 from .data import ImageSet, decode_images
 from .device import pick_device
 
@@ -89,6 +91,7 @@ def linear_separability_of(
     num_classes: K (default: max label + 1). Full batch on `device`, float32; the linear layer's initialisation
     (PyTorch's default) is drawn from a generator seeded with `seed`.
     """
+    who = "linear_separability_of"
     if not isinstance(delta, torch.Tensor) or not isinstance(labels, torch.Tensor):
         raise TypeError("linear_separability_of expects tensors: delta (N, ...) float and labels (N,) int")
     if not delta.dtype.is_floating_point or delta.ndim < 2:
@@ -105,10 +108,9 @@ def linear_separability_of(
             int(labels.max()) >= k:
         raise ValueError(f"need num_classes >= 2 and labels in [0, num_classes), got num_classes={num_classes!r}, "
                          f"labels in [{int(labels.min())}, {int(labels.max())}]")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"steps must be an int >= 1 (the reference uses 500), got {steps!r}")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"lr must be a finite number > 0 (the reference uses 0.5), got {lr!r}")
+    steps = check_count(steps, "steps", who)  # the reference uses 500
+    lr = check_rate(lr, "lr", who, lo=0.0, lo_open=True)  # the reference uses 0.5
+    seed = check_seed(seed, "seed", who)
     dev = pick_device(device)
     x = minmax_scale(delta.detach().float()).reshape(len(delta), -1).to(dev)
     y = labels.to(device=dev, dtype=torch.int64)
@@ -147,7 +149,7 @@ def linear_separability(
     device: str | torch.device | None = "auto",
     quiet: bool = True,
 ) -> SeparabilityResult:
-    """Linear separability of the perturbations poisoned - clean (papers/05 §2): final training accuracy + curve.
+    """Linear separability of the perturbations poisoned - clean (arXiv 2305.19254 §4.3): final train accuracy + curve.
 
     `poisoned` and `clean` must be aligned (see `perturbations`); the labels are the sets' true labels.
     """

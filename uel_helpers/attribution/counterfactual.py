@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..cache import cached, tensor_fingerprint
+from ..checks import check_count
 from ..data import ImageSet, check_imageset, check_same_classes
 from ..progress import progress
 from ..training import Protocol, get_protocol, train
@@ -103,8 +104,7 @@ class Counterfactual:
             raise ValueError(f"Counterfactual: train images are {self.train_set.shape} but test images are "
                              f"{self.test_set.shape}; they must match")
         check_same_classes(self.train_set, self.test_set, "Counterfactual")
-        if isinstance(self.n_models, bool) or not isinstance(self.n_models, int) or self.n_models < 1:
-            raise ValueError(f"n_models: expected a positive int, got {self.n_models!r}")
+        self.n_models = check_count(self.n_models, "n_models", "Counterfactual")
         self.protocol = get_protocol(self.protocol)
         if self.protocol.max_train is not None and len(self.train_set) > self.protocol.max_train:
             raise ValueError(f"protocol {self.protocol.name!r} subsamples training sets to {self.protocol.max_train} "
@@ -115,11 +115,12 @@ class Counterfactual:
         self._memo: dict[tuple, torch.Tensor] = {}
 
     def _check_test_pos(self, test_pos: int) -> int:
-        if isinstance(test_pos, bool) or not isinstance(test_pos, (int, np.integer)) or \
-                not 0 <= test_pos < len(self.test_set):
+        """An index into this Counterfactual's test images: an integer (`checks.check_count`) below their number."""
+        test_pos = check_count(test_pos, "test_pos", "Counterfactual", lo=0)
+        if test_pos >= len(self.test_set):
             raise ValueError(f"test_pos: expected an index into the {len(self.test_set)} test images of this "
                              f"Counterfactual (0..{len(self.test_set) - 1}), got {test_pos!r}")
-        return int(test_pos)
+        return test_pos
 
     def probabilities(self, changed: Sequence[int] = (), relabel_to: int | None = None, seed: int = 0
                       ) -> torch.Tensor:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..checks import check_count
+
 METHODS = ("esvm", "l2knn", "cosine")
 ESVM_C = 0.1  # features_to_topk_matrix.py: LinearSVC(class_weight="balanced", C=0.1, max_iter=10000, tol=1e-6)
 
@@ -126,8 +128,7 @@ def attribute(train_features, train_labels, test_features, test_labels, method: 
     """
     if method not in METHODS:
         raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k: expected a positive int, got {k!r}")
+    k = check_count(k, "k", "attribute")
     tr, ytr, te, yte, idx = check_inputs(train_features, train_labels, test_features, test_labels, test_indices)
     for t in idx.tolist():
         candidates_for(int(yte[t]), ytr, k, label_conditioning)

@@ -1,8 +1,8 @@
 """Adversarial training (Madry et al.) as a defense against availability poisons.
 
-APBench's `MadrysLoss`: L∞ PGD with 10 steps of 2/255 inside ε = 8/255, from a random start, the model in
-eval mode while attacking (peers_and_protocols.md §1.3). Perturbing each training image inside an ε-ball
-larger than the poison's budget lets the model ignore the poison; the price is clean accuracy and time
+APBench's `MadrysLoss`: L∞ PGD with 10 steps of 2/255 inside ε = 8/255, from a random start, the model in eval mode
+while attacking (`lafeat/apbench:madrys.py@9a6fb91`, used by `train.py --at`). Perturbing each training image inside
+an ε-ball larger than the poison's budget lets the model ignore the poison; the price is clean accuracy and time
 (about 11 forward/backward passes per batch).
 
 The training itself is `training.train` with these protocol changes; it stops with a FloatingPointError naming the
@@ -11,19 +11,9 @@ epoch when the (adversarial) training loss becomes NaN or infinite, as for any p
 
 from __future__ import annotations
 
-import math
-import numbers
-
+from ..checks import check_count, check_rate
 from ..data import ImageSet
 from .registry import register
-
-
-def _check_fraction(value: float, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"adversarial-training: {what} must be a number in (0, 1] (pixel units), got {value!r}")
-    if not math.isfinite(value) or not 0 < value <= 1:
-        raise ValueError(f"adversarial-training: {what} must be in (0, 1] (pixel units, e.g. 8/255), got {value}")
-    return float(value)
 
 
 @register("adversarial-training", "adversarial training (APBench 'AT'): L-inf PGD, 10 steps of 2/255 inside "
@@ -33,10 +23,8 @@ def adversarial_training(
     train_set: ImageSet, *, eps: float = 8 / 255, steps: int = 10, step_size: float = 2 / 255
 ) -> dict:
     """Protocol changes for PGD adversarial training (radius `eps`, `steps` steps of `step_size`)."""
-    eps = _check_fraction(eps, "eps")
-    step_size = _check_fraction(step_size, "step_size")
-    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral):
-        raise TypeError(f"adversarial-training: steps must be an int >= 1, got {type(steps).__name__} {steps!r}")
-    if steps < 1:
-        raise ValueError(f"adversarial-training: steps must be an int >= 1, got {steps}")
-    return {"adv_eps": eps, "adv_steps": int(steps), "adv_step_size": step_size}
+    who = "adversarial-training"
+    eps = check_rate(eps, "eps", who, lo=0.0, hi=1.0, lo_open=True)  # pixel units: 8/255, not 8
+    step_size = check_rate(step_size, "step_size", who, lo=0.0, hi=1.0, lo_open=True)
+    steps = check_count(steps, "steps", who)
+    return {"adv_eps": eps, "adv_steps": steps, "adv_step_size": step_size}

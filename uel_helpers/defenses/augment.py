@@ -1,14 +1,14 @@
 """Training-time augmentations as defenses: Cutout, CutMix, MixUp (APBench's augmentation columns).
 
-They change the training protocol, not the data: the trainer applies them to every batch. APBench uses
-Cutout(16) on 32x32 images, CutMix and MixUp from kornia (peers_and_protocols.md §1.1); on its leaderboard
-they barely help against most poisons (OPS is the exception), which is the point of including them.
+They change the training protocol, not the data: the trainer applies them to every batch. APBench uses Cutout(16) on
+32x32 images, CutMix and MixUp from kornia (`lafeat/apbench@9a6fb91`, `train.py --cutout`, `--cutmix`, `--mixup`); on
+its leaderboard (`apbench/apbench.github.io:leaderboard.md@c7d70d6`) they barely help against most poisons (OPS is the
+exception), which is the point of including them.
 """
 
 from __future__ import annotations
 
-import numbers
-
+from ..checks import check_count
 from ..data import ImageSet
 from .registry import register
 
@@ -26,11 +26,7 @@ def cutout(train_set: ImageSet, *, size: int | None = None) -> dict:
     if size is None:
         return {"cutout": default_cutout_size(train_set)}
     side = min(train_set.image_size)
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral):
-        raise TypeError(f"cutout: size must be an int in [1, {side}] or None, got {type(size).__name__} {size!r}")
-    if not 1 <= int(size) <= side:
-        raise ValueError(f"cutout: size must be an int in [1, {side}] (the shorter image side) or None, got {size}")
-    return {"cutout": int(size)}
+    return {"cutout": check_count(size, "size", "cutout", lo=1, hi=side)}  # at most the shorter image side
 
 
 @register("cutmix", "CutMix (Yun et al.): paste a random box of another training image and mix the labels "

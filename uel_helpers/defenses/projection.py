@@ -1,5 +1,6 @@
 """The orthogonal projection attack (Sandoval-Segura et al., "What Can We Learn from Unlearnable Datasets?",
-NeurIPS 2023, Algorithm 1; papers/05_learn_from_unlearnable.md §3).
+NeurIPS 2023, arXiv 2305.19254, §4.4 and Algorithm 1; code `psandovalsegura/learn-from-unlearnable@605dea2`,
+`orthogonal_projection_step_1.py`, `orthogonal_projection_step_2.py`, `utils_projection.py`).
 
 A class-wise additive perturbation is what a linear classifier latches onto, so the directions that
 classifier learns on the poisoned set span (nearly) the perturbations. Projecting those K directions out
@@ -26,8 +27,9 @@ the round trip is exact to half a step. The reference keeps X_r in float32.
 Not reproduced here: the reference's training recipe on X_r (ResNet-18, 50 epochs, strong augmentation and
 CutMix by default, which are defenses of their own); train on the projected set with any protocol.
 
-Where it cannot help (§3.5): sample-wise perturbations are not confined to K directions. `project` warns
-when the set's `meta["attack"]` names one of the package's sample-wise attacks (`SAMPLEWISE_ATTACKS`).
+Where it cannot help (our analysis, not a result of the paper): sample-wise perturbations are not confined to K
+directions. `project` warns when the set's `meta["attack"]` names one of the package's sample-wise attacks
+(`SAMPLEWISE_ATTACKS`).
 
 W for plots: `project` does not return W (a purifier returns an ImageSet). `fit_linear_weights(train_set,
 ...)` with the same arguments gives the same W, and with `cache=True` (the default) both read it from the same
@@ -38,7 +40,6 @@ cost of one fit.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from pathlib import Path
 
@@ -49,7 +50,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..cache import cached
-from ..checks import check_seed
+from ..checks import check_count, check_rate, check_seed
 from ..data import DECODE_KEY, ImageSet, affine_code, decode_images, encode_images
 from ..device import check_finite_loss, pick_device
 from ..poisons.base import dataset_fingerprint
@@ -65,14 +66,6 @@ CHUNK = 4096  # images per chunk when projecting (bounds the float temporaries)
 SAMPLEWISE_ATTACKS = frozenset({"em-samplewise", "tap", "ar", "ar-linf", "random-noise-samplewise"})
 
 
-def _check_int(value, what: str, lo: int, fn: str = "projection") -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{fn}: {what} must be an int >= {lo}, got {type(value).__name__} {value!r}")
-    if int(value) < lo:
-        raise ValueError(f"{fn}: {what} must be an int >= {lo}, got {value}")
-    return int(value)
-
-
 def _check_args(train_set: ImageSet, epochs, batch_size, lr, seed) -> tuple[int, int, float, int]:
     if not isinstance(train_set, ImageSet):
         raise TypeError(f"projection: expected an ImageSet of uint8 images (load_dataset(...)), "
@@ -83,12 +76,11 @@ def _check_args(train_set: ImageSet, epochs, batch_size, lr, seed) -> tuple[int,
     if k >= d:
         raise ValueError(f"projection: projecting out K={k} class directions from D={d}-dimensional images "
                          "would leave (almost) nothing; it needs fewer classes than pixels x channels")
-    epochs = _check_int(epochs, "epochs", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    epochs = check_count(epochs, "epochs", "projection")
+    batch_size = check_count(batch_size, "batch_size", "projection")
     seed = check_seed(seed, "seed", "projection")
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not (math.isfinite(lr) and lr > 0):
-        raise ValueError(f"projection: lr must be a finite number > 0 (the reference uses 0.1), got {lr!r}")
-    return epochs, batch_size, float(lr), seed
+    lr = check_rate(lr, "lr", "projection", lo=0.0, lo_open=True)  # the reference uses 0.1
+    return epochs, batch_size, lr, seed
 
 
 def milestones(epochs: int) -> tuple[int, int]:
@@ -214,7 +206,8 @@ def warn_if_samplewise(train_set: ImageSet) -> bool:
         warnings.warn(
             f"projection: {train_set.name!r} was poisoned by {attack!r}, a sample-wise attack; its perturbations "
             "are not confined to K class directions, so the orthogonal projection is not expected to remove "
-            "them (papers/05 §3.5). It runs anyway.", UserWarning, stacklevel=3)
+            "them (the attack of arXiv 2305.19254 §4.4 removes K class directions only). It runs anyway.",
+            UserWarning, stacklevel=3)
         return True
     return False
 

@@ -19,11 +19,10 @@ torchvision transform bit for bit on uint8 images:
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import torch
 
+from ..checks import check_count
 from ..data import ImageSet
 from ..transforms import jpeg_roundtrip, luma  # re-exported: they lived here before transforms.py
 from .registry import register
@@ -37,14 +36,6 @@ JPEG_QUALITY_RANGE = (1, 100)
 def _check_imageset(ds: ImageSet, defense: str) -> None:
     if not isinstance(ds, ImageSet):
         raise TypeError(f"{defense}: expected an ImageSet of uint8 images (load_dataset(...)), got {type(ds).__name__}")
-
-
-def _check_int(value: int, what: str, lo: int, hi: int, defense: str, hint: str = "") -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{defense}: {what} must be an int in [{lo}, {hi}], got {type(value).__name__} {value!r}")
-    if not lo <= int(value) <= hi:
-        raise ValueError(f"{defense}: {what} must be an int in [{lo}, {hi}], got {value}{hint}")
-    return int(value)
 
 
 def _tagged(ds: ImageSet, images: torch.Tensor, tag: str) -> ImageSet:
@@ -74,7 +65,7 @@ def jpeg(ds: ImageSet, *, quality: int = 10) -> ImageSet:
     (PIL advises against it) but it is allowed for quality sweeps.
     """
     _check_imageset(ds, "jpeg")
-    quality = _check_int(quality, "quality", *JPEG_QUALITY_RANGE, "jpeg", " (ISS and APBench use 10)")
+    quality = check_count(quality, "quality", "jpeg", lo=JPEG_QUALITY_RANGE[0], hi=JPEG_QUALITY_RANGE[1])  # ISS: 10
     hwc = ds.images.permute(0, 2, 3, 1).numpy()
     out = np.empty_like(hwc)
     for i, img in enumerate(hwc):
@@ -87,7 +78,7 @@ def jpeg(ds: ImageSet, *, quality: int = 10) -> ImageSet:
 def bdr(ds: ImageSet, *, bits: int = 2) -> ImageSet:
     """Bit-depth reduction: keep the top `bits` (1..8) bits of every value, to squeeze small-amplitude noise."""
     _check_imageset(ds, "bdr")
-    bits = _check_int(bits, "bits", 1, 8, "bdr", " (APBench uses 2; 8 keeps the images as they are)")
+    bits = check_count(bits, "bits", "bdr", lo=1, hi=8)  # APBench uses 2; 8 keeps the images as they are
     mask = (0xFF << (8 - bits)) & 0xFF
     return _tagged(ds, ds.images & mask, f"bdr{bits}")
 
@@ -109,5 +100,5 @@ def iss_jpeg(ds: ImageSet, *, quality: int = 10) -> ImageSet:
 def iss_gray_jpeg(ds: ImageSet, *, quality: int = 10) -> ImageSet:
     """ISS Gray + JPEG: grayscale, then JPEG at `quality`, to squeeze colour and high-frequency shortcuts at once."""
     _check_imageset(ds, "iss-gray-jpeg")
-    _check_int(quality, "quality", *JPEG_QUALITY_RANGE, "iss-gray-jpeg", " (ISS uses 10)")
+    check_count(quality, "quality", "iss-gray-jpeg", lo=JPEG_QUALITY_RANGE[0], hi=JPEG_QUALITY_RANGE[1])
     return jpeg(grayscale(ds), quality=quality)

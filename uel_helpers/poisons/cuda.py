@@ -2,12 +2,14 @@
 
 Every class k gets its own random non-negative 3×3 kernel; each training image is blurred with its
 class's kernel (depthwise, zero padding 1) and rescaled so that its brightest value is 1. A network
-learns the class-wise blur instead of the image content. Facts: sheet 01 §5 and 04 §1.1–1.3.
+learns the class-wise blur instead of the image content. Reference code: the authors'
+`vinusankars/Convolution-based-Unlearnability:final_filter_unlearnable.py@ff58b1c`
+(`get_filter_unlearnable`; the same function is in `aseriesof-tubes/RSK:util.py@911680e`).
 
-Re-implemented from the sheet's description; nothing is copied from the reference code, whose UMD
-non-commercial licence forbids copying (`vinusankars/Convolution-based-Unlearnability`).
+Re-implemented from a description of that algorithm; nothing is copied from the reference code, whose UMD
+non-commercial licence forbids copying ("Recipient will not copy the Software", its README.md).
 
-What matches the reference exactly (04 §1.1):
+What matches the reference (`get_filter_unlearnable`) exactly:
 
 - The random stream: numpy's legacy `RandomState(seed)` (the same generator `np.random.seed(seed)`
   seeds), consumed in the reference order: per class k = 0..K−1, 27 draws `uniform(0, bp)` of shape
@@ -16,9 +18,10 @@ What matches the reference exactly (04 §1.1):
   (`random_sample(N)` yields the same N numbers as N successive `np.random.random()` calls).
 - Image i is convolved when its draw u_i < mix; otherwise it is kept. z ← z / max(z), the max over the
   whole image (all channels and pixels). Weights and images are float32 as in the reference.
-- Storage truncates, `floor(255·z)`, the reference's rule (01 §1.2); hence `rounding="truncate"` is
-  this attack's default, unlike the package-wide "round". Untouched images keep their bytes (a uint8
-  → /255 → ·255 → floor round trip is exact in float32 for all 256 values, so this equals the reference).
+- Storage truncates, `floor(255·z)`, the reference's rule (`clip(x·255, 0, 255).astype(uint8)`); hence
+  `rounding="truncate"` is this attack's default, unlike the package-wide "round". Untouched images keep
+  their bytes (a uint8 → /255 → ·255 → floor round trip is exact in float32 for all 256 values, so this
+  equals the reference).
 
 Package choices (stated):
 
@@ -27,19 +30,17 @@ Package choices (stated):
 - An all-black image (max z = 0) stays black; the reference would divide 0 by 0.
 - The convolution is batched (a grouped conv2d with one kernel per image and channel), not one conv
   per image as in the reference; float32 results may differ from it in the last bit, which can move a
-  truncated pixel by 1 (04 §1.1 notes the same for GPU vs CPU).
+  truncated pixel by 1 (the reference's own float32 GPU and CPU results can differ in the same way).
 - CUDA has no norm budget and is not additive: the Poison's perturbation is None.
 """
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_seed
+from ..checks import check_choice, check_count, check_rate, check_seed
 from ..data import ImageSet, quantize
 from .base import Poison, check_uint8_imageset, poison_from_images
 from .registry import register
@@ -48,13 +49,12 @@ _ATTACK = "cuda"
 
 
 def _check_blur(blur: float) -> float:
-    if isinstance(blur, bool) or not isinstance(blur, (int, float)) or not math.isfinite(blur) or blur < 0:
-        raise ValueError(f"{_ATTACK}: blur (the reference's bp) must be a finite number >= 0, got {blur!r}")
-    return float(blur)
+    """The blur parameter, under the reference's name bp: a finite number >= 0 (`checks.check_rate`)."""
+    return check_rate(blur, "blur (the reference's bp)", _ATTACK, lo=0.0)
 
 
 def _draw_kernels(rs: np.random.RandomState, num_classes: int, blur: float, channels: int) -> np.ndarray:
-    """Draw K kernels from `rs` in the reference order (04 §1.1); returns float64 (K, channels, 3, 3)."""
+    """Draw K kernels from `rs` in the reference's order (`get_filter_unlearnable`); float64 (K, channels, 3, 3)."""
     out = np.empty((num_classes, channels, 3, 3), dtype=np.float64)
     for k in range(num_classes):
         w = rs.uniform(0.0, blur, size=(3, 1, 3, 3))  # 27 draws; channels 1 and 2 are overwritten below
@@ -69,13 +69,13 @@ def cuda_kernels(num_classes: int, seed: int = 0, blur: float = 0.3, channels: i
     """The K class-wise CUDA kernels for `seed` and blur parameter bp = `blur`, shape (K, channels, 3, 3).
 
     `kernels[k, c]` is the 3×3 kernel applied to channel c of class-k images (identical for every c).
-    Seed 0, bp 0.3 and K = 10 give the reference table of sheet 04 §1.2 (float64, as numpy draws them;
-    the convolution casts to float32 like the reference).
+    Seed 0, bp 0.3 and K = 10 give the ten CIFAR-10 kernels the reference code draws by default
+    (`get_filter_unlearnable` in
+    `vinusankars/Convolution-based-Unlearnability:final_filter_unlearnable.py@ff58b1c`; float64, as numpy
+    draws them; the convolution casts to float32 like the reference).
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
-        raise ValueError(f"{_ATTACK}: num_classes must be a positive int, got {num_classes!r}")
-    if channels not in (1, 3):
-        raise ValueError(f"{_ATTACK}: channels must be 1 or 3, got {channels!r}")
+    num_classes = check_count(num_classes, "num_classes", _ATTACK)
+    check_choice(channels, "channels", (1, 3), _ATTACK)
     rs = np.random.RandomState(check_seed(seed, "seed", _ATTACK, bits=32))
     return _draw_kernels(rs, int(num_classes), _check_blur(blur), channels)
 
@@ -102,7 +102,8 @@ def cuda(
     rounding: str = "truncate",
     device: torch.device | None = None,
 ) -> Poison:
-    """Poison `train_set` with CUDA (sheet 01 §5, 04 §1.1): blur each image with its class's kernel.
+    """Poison `train_set` with CUDA (arXiv 2303.04278; `get_filter_unlearnable` of the reference code at
+    `vinusankars/Convolution-based-Unlearnability@ff58b1c`): blur each image with its class's kernel.
 
     seed: the "private key" (numpy legacy RNG); blur: bp, the upper end of the uniform kernel taps;
     mix: the fraction of images poisoned (image i is poisoned when its uniform draw u_i < mix; the
@@ -114,10 +115,8 @@ def cuda(
     check_uint8_imageset(train_set, _ATTACK)
     seed = check_seed(seed, "seed", _ATTACK, bits=32)
     blur = _check_blur(blur)
-    if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0.0 <= mix <= 1.0:
-        raise ValueError(f"{_ATTACK}: mix is the fraction of images to poison, in [0, 1]; got {mix!r}")
-    if rounding not in ("round", "truncate"):
-        raise ValueError(f"{_ATTACK}: rounding must be 'truncate' (reference) or 'round', got {rounding!r}")
+    mix = check_rate(mix, "mix (the fraction of images to poison)", _ATTACK, lo=0.0, hi=1.0)
+    rounding = check_choice(rounding, "rounding", ("truncate", "round"), _ATTACK)
     dev = torch.device("cpu") if device is None else torch.device(device)
 
     n, k = len(train_set), train_set.num_classes

@@ -1,8 +1,9 @@
 """`describe(poisons, clean)`: one table row per poison with its budget, norms, PSNR and linear separability.
 
 Every number is measured on the EFFECTIVE perturbation, stored poisoned image − clean image in [0,1]
-units (papers/01_poisons.md §1.2): clipping and uint8 quantisation are what a victim really trains on,
-so a nominal budget and the attack's float δ can both differ from what reaches the model.
+units: the original pipelines clip to [0, 1] and store uint8 images (e.g. `export_poison` in
+`lafeat/apbench:poisons_generate.py@9a6fb91`), and clipping and quantisation are what a victim really trains
+on, so a nominal budget and the attack's float δ can both differ from what reaches the model.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..checks import check_bool, check_count, check_rate, check_seed
 from ..data import ImageSet
 from .base import Poison
 from .registry import REGISTRY
@@ -123,10 +125,12 @@ def heldout_separability(
     The quick held-out variant behind `describe`'s columns; `uel_helpers.separability.linear_separability` is
     the reference's own recipe (500 L-BFGS steps, training accuracy only), used by notebook 05.
 
-    As Yu et al.'s test (papers/05 §2): one global min-max scaling of the whole tensor, a linear layer
-    with bias, cross-entropy, full-batch L-BFGS. Here the fit is a fixed budget of `steps` L-BFGS
-    iterations from zero weights (deterministic, a second or two on 5k Fashion-MNIST images), and the
-    features are mean-centred (a linear model with bias is unchanged by that; L-BFGS converges faster).
+    As Yu et al.'s test, as run by Sandoval-Segura et al. (NeurIPS 2023, arXiv 2305.19254, §4.3;
+    `psandovalsegura/learn-from-unlearnable:test_linear_separability.py@605dea2`): one global min-max scaling
+    of the whole tensor, a linear layer with bias, cross-entropy, full-batch L-BFGS. Here the fit is a fixed
+    budget of `steps` L-BFGS iterations from zero weights (deterministic, a second or two on 5k Fashion-MNIST
+    images), and the features are mean-centred (a linear model with bias is unchanged by that; L-BFGS
+    converges faster).
     Train accuracy is the paper's score; on a subsample with few images per dimension any features can
     be fitted, so the held-out accuracy says whether the shortcut is real.
     """
@@ -185,12 +189,11 @@ def describe(
         raise ValueError("describe needs a Poison or a non-empty dict name -> Poison, e.g. {'ar': poison}")
     if not isinstance(clean, ImageSet):
         raise TypeError(f"describe needs the clean ImageSet the poisons were made from, got {type(clean).__name__}")
-    if max_samples < 2:
-        raise ValueError(f"max_samples must be >= 2, got {max_samples}")
-    if not 0.0 <= heldout < 1.0:
-        raise ValueError(f"heldout must be a fraction in [0, 1), got {heldout}")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
+    separability = check_bool(separability, "separability", "describe")
+    max_samples = check_count(max_samples, "max_samples", "describe", lo=2)
+    heldout = check_rate(heldout, "heldout", "describe", lo=0.0, hi=1.0, hi_open=True)
+    steps = check_count(steps, "steps", "describe")
+    seed = check_seed(seed, "seed", "describe")
     for name, poison in poisons.items():
         if not isinstance(poison, Poison):
             raise TypeError(f"describe: {name!r} is a {type(poison).__name__}, not a Poison")

@@ -3,7 +3,8 @@
 Synthetic Gaussian clusters, one per class, are drawn in a low-dimensional space, blown up to
 piecewise-constant image patches and added to the training images: the noise alone is linearly
 separable by class, so it is a shortcut a network learns instead of the images. Settings follow
-APBench (`lafeat/apbench:attack/lsp_poisons.py@9a6fb91`, sheet 01 §7):
+APBench (`lafeat/apbench:attack/lsp_poisons.py@9a6fb91`; the authors' `dayu11/Availability-Attacks-Create-Shortcuts`
+was not followed):
 
 1. A grid of patches: patch p = 8 for 32×32 images, so a 4×4 grid; features d = grid² · C (48 for CIFAR).
 2. scikit-learn `make_classification(n_samples, n_features=d, n_informative=d, n_redundant=0,
@@ -12,8 +13,8 @@ APBench (`lafeat/apbench:attack/lsp_poisons.py@9a6fb91`, sheet 01 §7):
    p×p block.
 4. Each sample is scaled to L2 norm (6/255)·√(C·H·W) over all C·H·W entries (≈ 1.304 for CIFAR).
 5. Class c's training images, in dataset order, take the first n_c synthetic samples with label c;
-   x̃ = clip(x + s), stored with truncation `floor(255·x̃)`, the reference rule (01 §1.2) and therefore
-   this attack's default `rounding="truncate"`, unlike the package-wide "round".
+   x̃ = clip(x + s), stored with truncation `floor(255·x̃)`, APBench's rule (`clip(x·255, 0, 255).astype(uint8)`)
+   and therefore this attack's default `rounding="truncate"`, unlike the package-wide "round".
 
 Deviations and package choices (stated):
 
@@ -36,7 +37,7 @@ import numpy as np
 import torch
 from sklearn.datasets import make_classification
 
-from ..checks import check_seed
+from ..checks import check_choice, check_count, check_rate, check_seed
 from ..data import ImageSet
 from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
 from .regions import band_edges, expand_grid
@@ -51,8 +52,7 @@ def lsp_grid(height: int, width: int, patch: int | None = None) -> tuple[int, in
         if min(height, width) < 4:
             raise ValueError(f"{_ATTACK}: images of {height}x{width} are too small for a 4x4 patch grid")
         return 4, 4
-    if isinstance(patch, bool) or not isinstance(patch, (int, np.integer)) or patch < 1:
-        raise ValueError(f"{_ATTACK}: patch must be a positive int or None (H // 4), got {patch!r}")
+    patch = check_count(patch, "patch", _ATTACK)
     if height % patch or width % patch:
         raise ValueError(f"{_ATTACK}: patch {patch} does not divide {height}x{width} images; "
                          "use patch=None for a 4x4 grid of near-equal blocks")
@@ -64,8 +64,8 @@ def lsp_blocks(
     patch: int | None = None, class_sep: float = 10.0,
 ) -> torch.Tensor:
     """The sample-wise LSP δ as its patch grid: float32 blocks (N, C, gh, gw), each image's upsampled δ with L2
-    norm `eps` (sheet 01 §7, steps 1–5). `expand_grid(blocks, H, W)` gives the dense δ; keeping the grid costs
-    gh·gw/(H·W) of it (1/64 for CIFAR's 4×4 grid)."""
+    norm `eps` (APBench's `lsp_poisons.py`, steps 1–5 of the module docstring). `expand_grid(blocks, H, W)`
+    gives the dense δ; keeping the grid costs gh·gw/(H·W) of it (1/64 for CIFAR's 4×4 grid)."""
     c, h, w = shape
     gh, gw = lsp_grid(h, w, patch)
     d = gh * gw * c
@@ -99,7 +99,7 @@ def lsp(
     class_sep: float = 10.0,
     rounding: str = "truncate",
 ) -> Poison:
-    """Poison `train_set` with LSP (sheet 01 §7, APBench settings, seeded).
+    """Poison `train_set` with LSP (Yu et al., KDD 2022; APBench settings, seeded).
 
     eps: the per-image L2 norm over all C·H·W values in [0, 1] units; None gives APBench's
     (6/255)·√(C·H·W) (≈ 1.304 for 3×32×32, ≈ 0.659 for 1×28×28; the value used is in `params["eps"]`).
@@ -112,11 +112,8 @@ def lsp(
     if len(train_set) == 0:
         raise ValueError(f"{_ATTACK}: the training set is empty")
     seed = check_seed(seed, "seed", _ATTACK, bits=32)  # scikit-learn's random_state
-    if rounding not in ("round", "truncate"):
-        raise ValueError(f"{_ATTACK}: rounding must be 'truncate' (reference) or 'round', got {rounding!r}")
-    if isinstance(class_sep, bool) or not isinstance(class_sep, (int, float)) or not math.isfinite(class_sep) \
-            or class_sep <= 0:
-        raise ValueError(f"{_ATTACK}: class_sep must be a positive number, got {class_sep!r}")
+    rounding = check_choice(rounding, "rounding", ("truncate", "round"), _ATTACK)
+    class_sep = check_rate(class_sep, "class_sep", _ATTACK, lo=0.0, lo_open=True)
     shape = train_set.shape
     if eps is None:
         eps = 6 / 255 * math.sqrt(math.prod(shape))

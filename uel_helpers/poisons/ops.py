@@ -3,8 +3,7 @@
 For each class, the search picks the pixel position and the colour v ∈ {0,1}^C (8 RGB corners, 2 for
 grayscale) that lie furthest from, and most consistently away from, that class's natural pixel
 values; every image of the class then gets that one pixel painted v. A network learns the pixel.
-Settings follow APBench's `pixel_search` with sparsity 1 (`lafeat/apbench:attack/ops_poisons.py@9a6fb91`,
-sheet 01 §8):
+Settings follow APBench's `pixel_search` with sparsity 1 (`lafeat/apbench:attack/ops_poisons.py@9a6fb91`):
 
     for class i = 0..K−1, in order:
         X ← the class's images in [0, 1];  for every position p = (r, c) and colour v:
@@ -32,10 +31,11 @@ Package choices (stated):
   quick judge), first-pair ties left the judge at 86.9% against 87.4% clean. Colours are ordered as
   `itertools.product((0, 1), repeat=C)`.
 - The chosen pixel is exactly 0 or 255 and every other byte is copied, so truncation (the reference's
-  storage rule, 01 §1.2) and rounding give the same bytes; the Poison records "truncate".
+  storage rule, `np.uint8(clip(x, 0, 1)·255)`) and rounding give the same bytes; the Poison records "truncate".
 - The perturbation is not an additive budget attack, but it has an exact additive form: the Poison's
   perturbation is the sample-wise effective δ (N, C, H, W) float32, δ = v* − x at the chosen pixel and 0
-  elsewhere (sparse; for plots and projections, sheet 05). It is the size of the float dataset.
+  elsewhere (sparse; for plots, the linear-separability test and the orthogonal projection). It is the size
+  of the float dataset.
   `info` has the class-wise table: `pixels` [(row, col)], `colours` [(0/1, …)], `scores`.
 """
 
@@ -79,7 +79,7 @@ def _class_sums(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
 
 
 def pixel_search(images: torch.Tensor, labels: torch.Tensor, num_classes: int, seed: int | None = 0) -> dict:
-    """OPS's class-wise search (sheet 01 §8, sparsity 1) on uint8 images (N, C, H, W).
+    """OPS's class-wise search (APBench's `pixel_search`, sparsity 1) on uint8 images (N, C, H, W).
 
     Exactly tied best pairs are drawn at random with `seed`; `seed=None` takes the first in (row, col,
     colour) order, as APBench's argmax does.
@@ -129,7 +129,8 @@ def pixel_search(images: torch.Tensor, labels: torch.Tensor, num_classes: int, s
 @register(_ATTACK, "OPS: one class-wise pixel set to a colour corner (ICLR 2023; APBench pixel_search)",
           "L0 1 pixel per image (value unbounded)")
 def ops(train_set: ImageSet, *, seed: int = 0) -> Poison:
-    """Poison `train_set` with the One-Pixel Shortcut (sheet 01 §8): one pixel per image, class-wise.
+    """Poison `train_set` with the One-Pixel Shortcut (arXiv 2205.12141; APBench's `pixel_search`): one pixel
+    per image, class-wise.
 
     `seed` breaks exact ties between equally good pairs (see the module docstring). OPS replaces a pixel (it
     is not additive), so the Poison stores what the attack is, not a dense δ: `info` holds each class's pixel

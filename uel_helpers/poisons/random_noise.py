@@ -1,15 +1,17 @@
 """Uniform random noise in the L∞ ball: the class-wise baseline that already works, and its sample-wise control.
 
-- `random-noise-classwise` is the Sandoval-Segura group's `cwrandom` (sheet 01 §6.1): one
-  δ_k ~ U(−ε, ε)^{C×H×W} per class k, no optimisation, x̃ = clip(x + δ_y). Because the same noise sits
-  on every image of a class, a network can learn the noise instead of the images.
+- `random-noise-classwise` is the Sandoval-Segura group's `cwrandom`
+  (`psandovalsegura/unlearnable:perturbation.py@9e384e6` with `--attack_type random --perturb_type classwise`,
+  `PerturbationTool.random_noise`): one δ_k ~ U(−ε, ε)^{C×H×W} per class k, no optimisation,
+  x̃ = clip(x + δ_y). Because the same noise sits on every image of a class, a network can learn the noise
+  instead of the images.
 - `random-noise-samplewise` draws an independent δ_i ~ U(−ε, ε) per image. It carries no class
   shortcut and is the control that shows it is the *class-wise* structure that makes noise unlearnable.
 
 ε = 8/255 (L∞) by default. The noise comes from a torch CPU generator seeded with `seed` (as
-`torch.manual_seed(seed)` before the draw does in `hala64/udp:generate_poisoned_dataset/class_wise.py`,
-01 §6.1), so the poison is the same on every device. Stored with the package rule (round half up,
-01 §1.2); the group's PNG conversion is not known (unverified), `rounding="truncate"` is available.
+`torch.manual_seed(seed)` before the draw does in `hala64/udp:generate_poisoned_dataset/class_wise.py@a693e3c`),
+so the poison is the same on every device. Stored with the package rule (round half up, `floor(255·x + 0.5)`);
+the group's PNG conversion is not known (unverified), `rounding="truncate"` is available.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ def _random_noise(train_set: ImageSet, attack: str, classwise: bool, eps: float,
                              classwise=classwise)
 
 
-@register("random-noise-classwise", "class-wise uniform noise U(-eps, eps), the group's cwrandom (01 §6.1)",
+@register("random-noise-classwise",
+          "class-wise uniform noise U(-eps, eps), the group's cwrandom (psandovalsegura/unlearnable@9e384e6)",
           "Linf 8/255")
 def random_noise_classwise(
     train_set: ImageSet, *, eps: float = 8 / 255, seed: int = 0, rounding: str = "round"
 ) -> Poison:
-    """One δ_k ~ U(−eps, eps) per class, added to every image of class k (sheet 01 §6.1, `cwrandom`).
+    """One δ_k ~ U(−eps, eps) per class, added to every image of class k (`cwrandom`, see the module).
 
     Returns a Poison with the class-wise perturbation (K, C, H, W).
     """

@@ -1,8 +1,10 @@
-"""Regions-k: class-wise, piecewise-constant ±ε colour blocks on a √k×√k grid (sheet 01 §6.2).
+"""Regions-k: class-wise, piecewise-constant ±ε colour blocks on a √k×√k grid (hala64/udp `region_poison`).
 
-THIRD-PARTY DEFINITION. The Sandoval-Segura group lists `regions-4` and `regions-16` among its poisons,
-but the script that made them is in none of its public repositories (01 §6). This module follows the
-only implementation found, `hala64/udp:generate_poisoned_dataset/class_wise.py` (`region_poison`;
+THIRD-PARTY DEFINITION. The Sandoval-Segura group lists `regions-4` and `regions-16` among its poisons
+(`psandovalsegura/learn-from-unlearnable:constants.py@605dea2`, `DATA_SETUPS`), but the script that made them
+is in none of its public repositories (`learn-from-unlearnable`, `unlearnable`, `autoregressive-poisoning`,
+`adversarial_poisons`). This module follows the only implementation found,
+`hala64/udp:generate_poisoned_dataset/class_wise.py@a693e3c` (`region_poison`;
 "Detection and Defense of Unlearnable Examples", AAAI-24), with k ∈ {4, 16, 64}:
 
     g = √k;  R ← ε · sign(N(0, 1)) of shape (K, g, g, C)   (torch generator seeded with `seed`)
@@ -14,22 +16,22 @@ Package choices (stated): any perfect square k with √k ≤ min(H, W) is accept
 published ones). When the image side is not a multiple of √k (e.g. 28 / 8), the grid uses near-equal
 bands by integer division: band a covers rows [⌊a·H/g⌋, ⌊(a+1)·H/g⌋) (28 pixels in 8 bands → 3, 4, 3,
 4, 3, 4, 3, 4); for 32×32 this is udp's 32/g-pixel squares. Stored with the package rule (round half
-up, 01 §1.2); `rounding="truncate"` is available.
+up, `floor(255·x + 0.5)`); `rounding="truncate"` is available.
 """
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from ..checks import check_choice, check_seed
+from ..checks import check_choice, check_count, check_seed
 from ..data import ImageSet
 from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
 from .registry import register
 
 _ATTACK = "regions"
+_DEFINITION = "region_poison of hala64/udp:generate_poisoned_dataset/class_wise.py@a693e3c"
 
 
 def band_edges(size: int, bands: int) -> list[int]:
@@ -62,9 +64,9 @@ def expand_grid(blocks: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 def _check_k(k: int, height: int, width: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"{_ATTACK}: k must be a positive perfect square (4, 16 or 64), got {k!r}")
-    g = math.isqrt(int(k))
+    """The grid side √k for a number of regions k: a perfect square whose √k×√k grid fits the images."""
+    k = check_count(k, "k", _ATTACK)
+    g = math.isqrt(k)
     if g * g != k:
         raise ValueError(f"{_ATTACK}: k must be a perfect square (4, 16 or 64) so the grid is √k×√k; got {k}")
     if g > min(height, width):
@@ -74,14 +76,14 @@ def _check_k(k: int, height: int, width: int) -> int:
 
 def region_noise(num_classes: int, channels: int, height: int, width: int, k: int, eps: float,
                  seed: int) -> torch.Tensor:
-    """The class-wise regions-k δ, float32 (K, C, H, W) with entries ±eps (udp's definition, 01 §6.2)."""
+    """The class-wise regions-k δ, float32 (K, C, H, W) with entries ±eps (udp's `region_poison`)."""
     g = _check_k(k, height, width)
     gen = torch.Generator().manual_seed(int(seed))
     r = eps * torch.randn(num_classes, g, g, channels, generator=gen).sign()  # udp's (K, g, g, 3) layout
     return expand_grid(r.permute(0, 3, 1, 2), height, width).contiguous()
 
 
-@register(_ATTACK, "regions-k: class-wise ±eps blocks on a √k×√k grid (hala64/udp definition, 01 §6.2)",
+@register(_ATTACK, "regions-k: class-wise ±eps blocks on a √k×√k grid (hala64/udp region_poison definition)",
           "Linf 8/255")
 def regions(
     train_set: ImageSet, *, k: int = 4, eps: float = 8 / 255, seed: int = 0, rounding: str = "round"
@@ -99,4 +101,4 @@ def regions(
     delta = region_noise(train_set.num_classes, c, h, w, k, eps, int(seed))
     params = {"k": int(k), "eps": eps, "rounding": rounding}
     return poison_from_delta(_ATTACK, train_set, delta, params, int(seed), rounding=rounding,
-                             info={"definition": "hala64/udp region_poison (third-party, 01 §6.2)"}, classwise=True)
+                             info={"definition": f"{_DEFINITION} (third-party)"}, classwise=True)

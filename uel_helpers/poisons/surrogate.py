@@ -217,11 +217,12 @@ def scaled_loss_for_grad(loss: torch.Tensor, device: torch.device, amp: bool) ->
 
 def check_positive_int(value: int, name: str, attack: str) -> int:
     """`value` must be an integer >= 1 (numpy integers accepted): `checks.check_count`. TypeError for a float or a
-    bool, ValueError below 1. Returns a Python int."""
+    bool, ValueError below 1. Returns a Python int. A thin alias kept for callers; the attacks call checks.py."""
     return check_count(value, name, attack)
 
 
 def check_fraction(value: float, name: str, attack: str, low_open: bool = True, high_open: bool = False) -> float:
     """`value` must be a finite number in (0, 1] (bounds configurable; numpy numbers accepted): `checks.check_rate`.
-    TypeError for a non-number or a bool, ValueError for NaN/inf or out of bounds. Returns a Python float."""
+    TypeError for a non-number or a bool, ValueError for NaN/inf or out of bounds. Returns a Python float.
+    A thin alias kept for callers; the attacks call checks.py."""
     return check_rate(value, name, attack, lo=0.0, hi=1.0, lo_open=low_open, hi_open=high_open)

@@ -2,7 +2,8 @@
 
 Every training image gets an L∞ (8/255) adversarial perturbation against a surrogate trained on the
 CLEAN data; a victim trained on the perturbed set learns features that do not transfer to clean
-images (01_poisons.md §4; code `psandovalsegura/adversarial_poisons@a1d58d8`, "Witches' Brew" based).
+images (arXiv 2106.10807; code `psandovalsegura/adversarial_poisons@a1d58d8`, a fork of
+`lhfowl/adversarial_poisons` based on the "Witches' Brew" code; file paths below are in that repository).
 
 Recipes (`recipe=`), each minimised over δ by signed-gradient descent:
 
@@ -10,19 +11,21 @@ Recipes (`recipe=`), each minimised over δ by signed-gradient descent:
   label map π(y) = (y + 1) mod K, i.e. every image is pushed towards the next class.
 - `"untargeted"` (APBench's default): −CE(f(aug(x + δ)), y), i.e. the loss of the true label goes up.
 
-The surrogate (§4.2) is trained from scratch on the clean set: at the `paper` profile the CIFAR
-ResNet-18, 40 epochs, SGD lr 0.1 Nesterov (momentum 0.9), weight decay 5e-4, MultiStep [14, 25, 35]
-×0.1, batch 128, inputs normalised with the training set's per-channel mean/std and augmented by the
-differentiable `RandomTransform` (§4.4). At `quick` it is `fastnet-small` (`smallcnn` under 16 px), at
-`smoke` `smallcnn`, for fewer epochs: a deviation, stated in `info["notes"]`.
+The surrogate (`village/clients/models.py`, `village/clients/optimization_strategy.py`) is trained from
+scratch on the clean set: at the `paper` profile the CIFAR ResNet-18, 40 epochs, SGD lr 0.1 Nesterov
+(momentum 0.9), weight decay 5e-4, MultiStep [14, 25, 35] ×0.1, batch 128, inputs normalised with the
+training set's per-channel mean/std and augmented by the differentiable `RandomTransform`
+(`village/materials/diff_data_augmentation.py`). At `quick` it is `fastnet-small` (`smallcnn` under 16 px),
+at `smoke` `smallcnn`, for fewer epochs: a deviation, stated in `info["notes"]`.
 
-The forging loop (§4.3): surrogate frozen in eval mode; for each of `restarts` (8) restarts, δ starts
-at ε·N(0, 1) clipped to ±ε; then `attack_iters` (250) passes over the data in fixed order in batches
-of 512, each batch taking one step δ ← δ − τ·sign(∇δ L) on the recipe's objective L (with a fresh
-random augmentation), then δ is clipped to ±ε and so that x + δ stays in [0, 1]. The restart whose
-LAST pass had the smallest finite mean batch loss is kept (a NaN/inf restart never wins; all of them
-non-finite is a `device.NonFiniteLossError`). Finally x̃ = quantise(clip(x + δ)) (round half
-up, like TAP's PNG export; `rounding="truncate"` is available).
+The forging loop (`village/shop/forgemaster_base.py`: `_forge`, `_run_trial`, `_pgd_step`): surrogate
+frozen in eval mode; for each of `restarts` (8) restarts, δ starts at ε·N(0, 1) clipped to ±ε; then
+`attack_iters` (250) passes over the data in fixed order in batches of 512, each batch taking one step
+δ ← δ − τ·sign(∇δ L) on the recipe's objective L (with a fresh random augmentation), then δ is clipped to
+±ε and so that x + δ stays in [0, 1]. The restart whose LAST pass had the smallest finite mean batch loss
+is kept (a NaN/inf restart never wins; all of them non-finite is a `device.NonFiniteLossError`). Finally
+x̃ = quantise(clip(x + δ)) (round half up, like TAP's PNG export, `village/materials/furnace.py`
+`_torch_to_PIL`; `rounding="truncate"` is available).
 
 **Pixel space vs. the original's normalised space (exact equivalence).** The original optimises
 δ_n in normalised units z = (x − m)/s (per-channel mean m, std s) with the bound ε_n = ε/s and the
@@ -53,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..checks import check_choice, check_rate, check_seed
+from ..checks import check_choice, check_count, check_rate, check_seed
 from ..data import ImageSet, quantize
 from ..device import NonFiniteLossError, autocast, deterministic_backend, make_generator, pick_device
 from ..profiles import resolve_profile
@@ -62,8 +65,6 @@ from .registry import register
 from .surrogate import (
     SurrogateNet,
     build_surrogate,
-    check_fraction,
-    check_positive_int,
     check_surrogate_arch,
     default_surrogate_arch,
     diagnostic_indices,
@@ -78,7 +79,7 @@ RECIPES = ("targeted", "untargeted")
 
 
 class RandomTransform:
-    """TAP's differentiable augmentation (`village/materials/diff_data_augmentation.py`, §4.4).
+    """TAP's differentiable augmentation (`village/materials/diff_data_augmentation.py@a1d58d8`).
 
     Per image, r ~ U(0,1)^4: a continuous shift of (r0 − 0.5)·2·d in x and (r1 − 0.5)·2·d in y, with
     d = linspace(0, 1, S)[shift] = shift/(S − 1) in [−1, 1] grid units, i.e. at most ±shift/2 pixels
@@ -90,10 +91,8 @@ class RandomTransform:
     """
 
     def __init__(self, shift: int = 8, flip: bool = True, impl: str = "auto") -> None:
-        if isinstance(shift, bool) or not isinstance(shift, int) or shift < 0:
-            raise ValueError(f"RandomTransform: shift must be an integer >= 0, got {shift!r}")
-        if impl not in ("auto", "grid_sample", "separable"):
-            raise ValueError(f"RandomTransform: impl must be 'auto', 'grid_sample' or 'separable', got {impl!r}")
+        shift = check_count(shift, "shift", "RandomTransform", lo=0)
+        impl = check_choice(impl, "impl", ("auto", "grid_sample", "separable"), "RandomTransform")
         self.shift, self.flip, self.impl = shift, flip, impl
 
     def draw(self, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -226,7 +225,8 @@ def train_tap_surrogate(
     device: torch.device | str | None = None,
     quiet: bool = False,
 ) -> tuple[SurrogateNet, dict]:
-    """TAP's surrogate (§4.2), trained on the CLEAN set: returns it (eval mode, takes [0,1] pixels) and its info.
+    """TAP's surrogate (`village/clients/` of the reference), trained on the CLEAN set: returns it (eval mode,
+    takes [0,1] pixels) and its info.
 
     SGD lr 0.1, Nesterov momentum 0.9, weight decay 5e-4, MultiStep at epochs//2.667, //1.6, //1.142
     (×0.1), inputs normalised by the set's channel statistics and augmented by `RandomTransform`.
@@ -241,8 +241,8 @@ def train_tap_surrogate(
         raise ValueError(f"{attack}: the training set is empty")
     profile = resolve_profile(profile)
     cfg = PROFILE_SETTINGS[profile]
-    epochs = check_positive_int(_resolve(epochs, cfg.surrogate_epochs), "surrogate_epochs", attack)
-    batch_size = check_positive_int(_resolve(batch_size, cfg.surrogate_batch_size), "surrogate_batch_size", attack)
+    epochs = check_count(_resolve(epochs, cfg.surrogate_epochs), "surrogate_epochs", attack)
+    batch_size = check_count(_resolve(batch_size, cfg.surrogate_batch_size), "surrogate_batch_size", attack)
     lr = check_rate(lr, "surrogate_lr", attack, lo=0.0, lo_open=True)
     arch = check_surrogate_arch(_resolve(surrogate, default_surrogate_arch(profile, train_set.image_size)), attack)
     dev = pick_device(device)
@@ -301,10 +301,10 @@ def tap_noise(
     eps = check_eps(eps, "linf", attack)
     profile = resolve_profile(profile)
     cfg = PROFILE_SETTINGS[profile]
-    attack_iters = check_positive_int(_resolve(attack_iters, cfg.attack_iters), "attack_iters", attack)
-    restarts = check_positive_int(_resolve(restarts, cfg.restarts), "restarts", attack)
-    tau = check_fraction(_resolve(tau, cfg.tau), "tau", attack)
-    batch_size = check_positive_int(_resolve(batch_size, cfg.batch_size), "batch_size", attack)
+    attack_iters = check_count(_resolve(attack_iters, cfg.attack_iters), "attack_iters", attack)
+    restarts = check_count(_resolve(restarts, cfg.restarts), "restarts", attack)
+    tau = check_rate(_resolve(tau, cfg.tau), "tau", attack, lo=0.0, hi=1.0, lo_open=True)
+    batch_size = check_count(_resolve(batch_size, cfg.batch_size), "batch_size", attack)
     if surrogate is not None:
         check_surrogate_arch(surrogate, attack)
     dev = pick_device(device)
