@@ -11,7 +11,6 @@ import torch
 from tests.conftest import needs_fashion
 from uel_helpers.data import (
     ImageSet,
-    _read_idx,
     available_datasets,
     load_dataset,
     quantize,
@@ -20,6 +19,7 @@ from uel_helpers.data import (
     to_grayscale,
     to_rgb,
 )
+from uel_helpers.data.loaders import _read_idx
 
 
 def make(n=6, c=3, h=4, w=4, k=3):
@@ -188,7 +188,7 @@ def test_cifar_bad_archive_is_rejected(tmp_path):
 
 
 def test_fashion_missing_offline(tmp_path, monkeypatch):
-    monkeypatch.setattr("uel_helpers.data.FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
+    monkeypatch.setattr("uel_helpers.data.loaders.FASHION_MNIST_SYSTEM_DIR", tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="dataset-fashion-mnist"):
         load_dataset("fashion-mnist", root=tmp_path)
 
