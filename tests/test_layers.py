@@ -19,11 +19,12 @@ PACKAGE = Path(__file__).resolve().parents[1] / "uel_helpers"
 LAYERS = [
     ["checks", "profiles", "progress", "learning_speed", "notebook_sync"],  # no package imports
     ["data", "cache"],  # uint8 ImageSets, loaders; the content-hashed cache
-    ["device", "transforms", "models", "perturbation_metrics"],  # where to compute; per-batch image ops; nets
+    ["device", "distributed", "transforms", "models", "perturbation_metrics"],  # where to compute (1 or N processes)
     ["separability", "training"],  # the judge's trainer
     ["poisons"],  # attacks
     ["defenses"],  # defenses (D-VAE and projection may use poisons' surrogates)
-    ["experiments", "dfr", "attribution", "protonet"],  # studies built from the above
+    ["executors"],  # where a grid's tasks run: this process, Ray, SLURM (knows nothing of attacks)
+    ["experiments", "dfr", "attribution", "protonet", "editing", "segmentation"],  # studies built from the above
     ["reproduce"],
     ["plots"],
     ["widgets"],

@@ -18,7 +18,7 @@ def _pyproject_requirements() -> set[str]:
     data = tomllib.loads((ROOT / "pyproject.toml").read_text())
     project = data["project"]
     reqs = list(project["dependencies"])
-    for extra in ("dev", "lab", "attribution"):
+    for extra in ("dev", "lab", "attribution", "editing"):
         reqs += project["optional-dependencies"][extra]
     return {_norm(r) for r in reqs}
 
@@ -46,7 +46,7 @@ def test_environment_matches_pyproject():
     env, proj = _environment_pip_requirements(), _pyproject_requirements()
     assert env == proj, f"only in environment.yml: {sorted(env - proj)}; only in pyproject: {sorted(proj - env)}"
     text = (ROOT / "environment.yml").read_text()
-    assert "-e .[dev,lab,attribution]" in text and "conda-forge" in text and re.search(r"python>=3\.10", text)
+    assert "-e .[dev,lab,attribution,editing]" in text and "conda-forge" in text and re.search(r"python>=3\.10", text)
 
 
 def test_no_upper_pins_on_torch_or_numpy():
