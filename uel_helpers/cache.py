@@ -21,6 +21,17 @@ import torch
 T = TypeVar("T")
 
 
+def writes_here() -> bool:
+    """False in every process but rank 0 of a multi-process run (torchrun / torch.distributed): only rank 0 writes
+    cache entries; the other ranks build the same artefact alongside it (a DDP training needs every rank) and read.
+    (`distributed.is_main` says the same; the cache sits below it and reads the rank itself.)"""
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    rank = os.environ.get("RANK", "0").strip()
+    return not rank.isdigit() or int(rank) == 0
+
+
 def cache_dir() -> Path:
     """The cache folder for expensive artefacts: `UEL_CACHE`, default `~/.cache/uel_helpers` (the cache owns its
     folder; the notebook layer re-exports this)."""
@@ -148,7 +159,8 @@ def cached(
     An entry is trusted only when its sidecar `<key>.json` names the same configuration and the SHA-256 of the
     file's bytes, and `load` accepts it; anything else (a damaged byte, a changed digit, an older entry, a file
     `load` refuses) is reported with a warning, and the artefact is rebuilt. A cache folder that cannot be
-    written (read-only, full) costs only the caching: a warning, and the result is returned uncached.
+    written (read-only, full) costs only the caching: a warning, and the result is returned uncached. In a
+    multi-process run only rank 0 writes (`writes_here`); the other ranks read, or build without storing.
     """
     if suffix == ".json":
         raise ValueError("cached(): the suffix '.json' is taken by the description file beside the artefact; "
@@ -160,7 +172,7 @@ def cached(
         try:
             hashed = _check_entry(path, config)
             value = load(path)
-            if not hashed:
+            if not hashed and writes_here():
                 try:
                     _describe(path, config)
                 except OSError:
@@ -168,12 +180,14 @@ def cached(
             return value
         except Exception as err:  # a corrupt or stale entry is rebuilt, loudly
             warnings.warn(f"cache entry {path} cannot be trusted ({err}); rebuilding it", stacklevel=2)
-            for stale in (path, path.with_suffix(".json")):
+            for stale in (path, path.with_suffix(".json")) if writes_here() else ():
                 try:
                     stale.unlink(missing_ok=True)
                 except OSError:
                     pass  # a read-only cache: the rebuilt result is returned uncached (below)
     value = build()
+    if not writes_here():
+        return value
     try:
         _store(path, config, value, save)
     except OSError as err:

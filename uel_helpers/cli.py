@@ -59,7 +59,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .defenses import REGISTRY as DEFENSES
     from .defenses import apply_defense
     from .experiments import DataSpec, run_experiment
-    from .notebook import attack_params
+    from .notebook import profile_attack_params
     from .plots import demo_figure
     from .poisons import REGISTRY as ATTACKS
     from .poisons import make_poison
@@ -84,7 +84,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     print(describe_device(device))
     train_set, _ = spec.load()
-    params = attack_params(args.attack, train_set.channels, profile)
+    params = profile_attack_params(args.attack, train_set.channels, profile)
     print(f"dataset: {spec.label}, {train_set.shape[0]}x{train_set.shape[1]}x{train_set.shape[2]} | judge: "
           f"{protocol.name} ({protocol.model}, trained to fit, at most {protocol.epochs} epochs; "
           f"{protocol.max_test} test images) | attack: {args.attack} | seed {args.seed}")
@@ -170,7 +170,24 @@ def _write_matrix(results, name: str, out: Path, title: str) -> list[Path]:
     return [csv_path, json_path, png_path]
 
 
+def _executor_options(args: argparse.Namespace) -> dict:
+    """The `--executor`'s options from the flags given; a flag that does not apply to it is an error."""
+    from .executors import OPTIONS
+
+    given = {"address": args.address, "partition": args.partition, "time": args.time, "gpus": args.gpus,
+             "cpus": args.cpus, "mem_gb": args.mem_gb, "folder": args.job_folder, "cluster": args.cluster,
+             "allow_local_cache": args.allow_local_cache or None}
+    given = {k: v for k, v in given.items() if v is not None}
+    wrong = sorted(k for k in given if k not in OPTIONS[args.executor])
+    if wrong:
+        flags = ", ".join("--" + {"folder": "job-folder"}.get(k, k).replace("_", "-") for k in wrong)
+        raise ValueError(f"{flags}: not an option of --executor {args.executor} (it takes "
+                         f"{', '.join(sorted(OPTIONS[args.executor] - {'worker_setup', 'poll'}))})")
+    return given
+
+
 def cmd_matrix(args: argparse.Namespace) -> int:
+    from .distributed import is_main
     from .experiments import DataSpec, format_results, run_matrix
     from .poisons import REGISTRY as ATTACKS
 
@@ -181,24 +198,37 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     unknown = [a for a in attacks if a not in ATTACKS and a != "none"]
     if unknown:
         raise ValueError(f"unknown attack(s) {unknown}; expected some of {', '.join(sorted(ATTACKS))} or 'all'")
+    options = _executor_options(args)
     name = args.name or f"matrix_{dataset}_{protocol.name}"
     out = Path(args.out)
     title = f"{spec.label}, protocol {protocol.name}, {args.seeds} seed(s)"
-    print(f"matrix {name}: {title}\nattacks: {', '.join(attacks)}\ndefenses: {', '.join(args.defenses)}")
+    main_rank = is_main()  # under torchrun (one DDP training per cell) only rank 0 writes and prints
+    if main_rank:
+        print(f"matrix {name}: {title}\nattacks: {', '.join(attacks)}\ndefenses: {', '.join(args.defenses)}\n"
+              f"executor: {args.executor}{' ' + str(options) if options else ''}")
 
     def save(result, done: int, total: int) -> None:
         partial.append(result)
-        _write_matrix(partial, name, out, title + ("" if done == total else f" ({done}/{total} cells)"))
+        if main_rank:
+            _write_matrix(partial, name, out, title + ("" if done == total else f" ({done}/{total} cells)"))
 
     partial: list = []
     t0 = time.perf_counter()
     results = run_matrix(attacks, args.defenses, spec, protocol, args.seeds, on_result=save, device=args.device,
-                         quiet=args.quiet)
+                         quiet=args.quiet or not main_rank, executor=args.executor, executor_options=options)
+    if not main_rank:
+        return 0
     print()
     print(format_results(results))
     paths = _write_matrix(results, name, out, title)
     print(f"\nwrote {', '.join(str(p) for p in paths)} ({time.perf_counter() - t0:.1f}s; finished runs are cached "
           "and reused by the next call)")
+    failed = [r for r in results if r.failed]
+    if failed:
+        print(f"{len(failed)} cell(s) failed (each tried twice, or not run because its row failed; the error is in "
+              "the table and in the CSV/JSON): "
+              f"{', '.join(f'{r.attack}+{r.defense}' for r in failed)}; the next call retries them", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -206,7 +236,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     """The CIFAR-10 ResNet-18 rows with published numbers, measured beside them (markdown + JSON, resumable)."""
     from .data import synthetic_dataset
     from .experiments import DataSpec
-    from .notebook import attack_params
+    from .notebook import profile_attack_params
     from .reproduce import PAPER_ROWS, format_reproduction, reproduce
 
     profile = args.profile or ("paper" if pick_device(args.device).type == "cuda" else "quick")
@@ -245,7 +275,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
               f"(published {row.row.published:.2f}%, gap {row.gap:+.2f})", flush=True)
         save(done_rows, done, total)
 
-    reproduce(dataset, protocol, args.seeds, rows, attack_params=lambda a: attack_params(a, 3, profile),
+    reproduce(dataset, protocol, args.seeds, rows, attack_params=lambda a: profile_attack_params(a, 3, profile),
               on_row=on_row, device=args.device, quiet=args.quiet)
     print()
     print(format_reproduction(done_rows))
@@ -377,6 +407,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="output file stem (default: matrix_<dataset>_<protocol>)")
     p.add_argument("--out", default="results")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_argument_group("where the cells run (docs/scaling.md; ray and slurm: pip install 'uel_helpers[cluster]')")
+    g.add_argument("--executor", default="local", choices=["local", "ray", "slurm"],
+                   help="local: this process, one task after another (default); ray: Ray tasks, one GPU each where "
+                        "present; slurm: SLURM jobs through submitit. A task per row (its poison and purified sets) "
+                        "and per cell and seed")
+    g.add_argument("--address", default=None, help="ray: a running cluster's address, e.g. auto (default: start one)")
+    g.add_argument("--partition", default=None, help="slurm: the partition")
+    g.add_argument("--time", default=None, help="slurm: time limit per job, minutes or HH:MM:SS (default 12:00:00)")
+    g.add_argument("--gpus", type=int, default=None, help="ray/slurm: GPUs per task (default: 1 where present)")
+    g.add_argument("--cpus", type=int, default=None, help="ray/slurm: CPUs per task (default: ray 1, slurm 4)")
+    g.add_argument("--mem-gb", type=int, default=None, help="slurm: memory per job in GB")
+    g.add_argument("--job-folder", default=None, help="slurm: submitit's job folder (default: UEL_CACHE/submitit)")
+    g.add_argument("--cluster", default=None, choices=["slurm", "local"],
+                   help="slurm: 'local' runs the jobs as local processes through submitit (a dry run of the grid)")
+    g.add_argument("--allow-local-cache", action="store_true",
+                   help="slurm, multi-node ray: skip the check that UEL_CACHE is on shared storage (all tasks on "
+                        "this machine)")
     p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("reproduce", help="the CIFAR-10 ResNet-18 rows with published numbers, measured beside them")

@@ -4,10 +4,16 @@
 `uel matrix` call. Every expensive step is cached on disk by its configuration (the poison by
 `make_poison`, the purified training set and each training run here), so re-running a notebook or a
 matrix reuses finished work and an interrupted matrix resumes at the first unfinished run.
+
+`run_matrix` runs a grid of them as tasks on an executor (`executors.py`: in this process, on a Ray cluster, or as
+SLURM jobs through submitit): one task per row makes the row's poison and purified sets once, into the cache; one
+task per cell and seed (poison -> defense -> judge) waits for its row and reads them from there; the clean
+baseline's seeds are tasks too. A cell whose task fails twice is a `Result` with its `error`, beside the others.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 import warnings
@@ -19,6 +25,9 @@ from .data import ImageSet, load_dataset, pad, to_rgb
 from .defenses import REGISTRY as DEFENSES
 from .defenses import apply_defense, get_defense
 from .device import pick_device
+from .distributed import under_torchrun, world_size
+from .executors import Outcome, Task, check_options, run_tasks
+from .poisons import REGISTRY as ATTACKS
 from .poisons import make_poison
 from .poisons.base import dataset_fingerprint
 from .profiles import resolve_profile
@@ -80,6 +89,7 @@ class Result:
     train_acc: list[list[float]]
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per step (0 when read from cache)
     clean: Result | None = None  # the same protocol on clean data, no defense
+    error: str | None = None  # a grid cell that failed twice: its error (and no curves)
 
     @property
     def final(self) -> list[float]:
@@ -99,15 +109,24 @@ class Result:
         return self.peak if self.reading == "peak" else self.final
 
     @property
+    def failed(self) -> bool:
+        return self.error is not None
+
+    @property
     def mean(self) -> float:
-        return statistics.fmean(self.accuracy)
+        """Mean reported accuracy over seeds (NaN for a failed cell)."""
+        return statistics.fmean(self.accuracy) if self.accuracy else math.nan
 
     @property
     def std(self) -> float:
         return statistics.stdev(self.accuracy) if len(self.accuracy) > 1 else 0.0
 
     def summary(self) -> dict:
-        """One flat row (for tables, CSV and JSON)."""
+        """One flat row (for tables, CSV and JSON); a failed cell has NaN numbers and its `error`."""
+        if self.failed or not self.test_acc:
+            return {"attack": self.attack, "defense": self.defense, "dataset": self.dataset, "protocol": self.protocol,
+                    "seeds": len(self.seeds), "reading": self.reading, "accuracy": math.nan, "std": math.nan,
+                    "error": self.error or "no curves"}
         row = {"attack": self.attack, "defense": self.defense, "dataset": self.dataset, "protocol": self.protocol,
                "seeds": len(self.seeds), "reading": self.reading, "accuracy": self.mean, "std": self.std,
                "final": statistics.fmean(self.final), "peak": statistics.fmean(self.peak),
@@ -144,11 +163,32 @@ def _protocol_name(protocol: Protocol) -> str:
     return protocol.name
 
 
+def _resolve_data(dataset) -> tuple[ImageSet, ImageSet, str] | DataSpec:
+    """A (train, test) pair as (train, test, label), or the DataSpec a name or spec stands for (not loaded)."""
+    if isinstance(dataset, tuple):
+        if len(dataset) != 2 or not all(isinstance(d, ImageSet) for d in dataset):
+            raise TypeError("dataset must be a name, a DataSpec, or a (train, test) pair of ImageSets")
+        train_set, test_set = dataset
+        return train_set, test_set, f"{train_set.name} ({len(train_set)} images, " \
+                                    f"{tensor_fingerprint(train_set.images)[:8]})"
+    spec = DataSpec(dataset) if isinstance(dataset, str) else dataset
+    if not isinstance(spec, DataSpec):
+        raise TypeError(f"dataset must be a name, a DataSpec, or a (train, test) pair, got {type(dataset)}")
+    return spec
+
+
+def _load_data(dataset) -> tuple[ImageSet, ImageSet, str]:
+    data = _resolve_data(dataset)
+    return data if isinstance(data, tuple) else (*data.load(), data.label)
+
+
 def _train_cached(train_set: ImageSet, test_set: ImageSet, protocol: Protocol, seed: int, device, quiet: bool,
                   cache: bool) -> tuple[History, float]:
     """One judge training, cached by (data, protocol, seed, device type); returns it and its wall time."""
     config = {"train": dataset_fingerprint(train_set), "test": dataset_fingerprint(test_set),
               "protocol": protocol.to_dict(), "seed": seed, "device": device.type, "version": CACHE_VERSION}
+    if under_torchrun():  # a DDP run (training.train under torchrun) is its own run; single-process keys unchanged
+        config["world_size"] = world_size()
     t0 = time.perf_counter()
     hist = cached("runs", config, build=lambda: train(train_set, test_set, protocol, seed=seed, device=device,
                                                         quiet=quiet),
@@ -207,17 +247,7 @@ def run_experiment(
     seconds: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    if isinstance(dataset, tuple):
-        if len(dataset) != 2 or not all(isinstance(d, ImageSet) for d in dataset):
-            raise TypeError("dataset must be a name, a DataSpec, or a (train, test) pair of ImageSets")
-        train_set, test_set = dataset
-        label = f"{train_set.name} ({len(train_set)} images, {tensor_fingerprint(train_set.images)[:8]})"
-    else:
-        spec = DataSpec(dataset) if isinstance(dataset, str) else dataset
-        if not isinstance(spec, DataSpec):
-            raise TypeError(f"dataset must be a name, a DataSpec, or a (train, test) pair, got {type(dataset)}")
-        train_set, test_set = spec.load()
-        label = spec.label
+    train_set, test_set, label = _load_data(dataset)
     seconds["data"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -264,6 +294,9 @@ def format_results(results: list[Result]) -> str:
             f"{'clean':>7s} {'s':>7s}")
     lines = [head, "-" * len(head)]
     for r in results:
+        if r.failed:
+            lines.append(f"{r.attack:24s} {r.defense:18s} FAILED: {r.error}")
+            continue
         s = r.summary()
         clean = f"{100 * s['clean']:6.2f}" if "clean" in s else "     -"
         acc = f"{100 * s['accuracy']:6.2f} ± {100 * s['std']:4.2f}"
@@ -273,6 +306,47 @@ def format_results(results: list[Result]) -> str:
 
 
 CONTROL = "random-noise-samplewise"  # the judge's control row: noise without class structure, the same budget
+
+
+def _row_task(attack: str, defenses: list[str], dataset, protocol: Protocol, device) -> dict[str, float]:
+    """Make a row's poison and purified sets into the cache, once, for the row's cells (which wait for this task and
+    then read them from the cache, as `run_experiment` would find them). Returns the seconds spent."""
+    t0 = time.perf_counter()
+    train_set, _, _ = _load_data(dataset)
+    poisoned = train_set if attack == "none" else make_poison(attack, train_set, seed=0, cache=True, device=device,
+                                                              quiet=True).poisoned
+    seconds = {"poison": time.perf_counter() - t0}
+    for defense in defenses:
+        if get_defense(defense).kind == "purify":
+            t0 = time.perf_counter()
+            _defended(defense, poisoned, protocol, {}, cache=True)
+            seconds[defense] = time.perf_counter() - t0
+    return seconds
+
+
+def _seed_task(attack: str, defense: str, dataset, protocol: Protocol, seed: int, device, cache: bool) -> Result:
+    """One seed of one cell: the judge on (attack, defense), without its baseline (the baseline is its own tasks)."""
+    return run_experiment(attack, defense, dataset, protocol, [seed], baseline=False, device=device, cache=cache,
+                          quiet=True)
+
+
+def _merge_seeds(parts: list[Result]) -> Result:
+    """A cell's Result from its seeds' (in seed order); failed when any seed failed (the first failure's error)."""
+    first = parts[0]
+    failed = [(p.seeds[0], p.error) for p in parts if p.error is not None]
+    merged = Result(first.attack, first.defense, first.dataset, first.protocol, [p.seeds[0] for p in parts],
+                    first.reading, [], [], [])
+    if failed:
+        seed, error = failed[0]
+        merged.error = error if len(parts) == 1 else f"seed {seed}: {error}"
+        return merged
+    for part in parts:
+        merged.test_acc += part.test_acc
+        merged.train_loss += part.train_loss
+        merged.train_acc += part.train_acc
+        for step, took in part.seconds.items():  # data, poison and defense come from the cache after the first seed
+            merged.seconds[step] = merged.seconds.get(step, 0.0) + took
+    return merged
 
 
 def run_matrix(
@@ -288,14 +362,29 @@ def run_matrix(
     device: str | None = "auto",
     cache: bool = True,
     quiet: bool = True,
+    executor: str = "local",
+    executor_options: dict | None = None,
 ) -> list[Result]:
     """Evaluate every (attack, defense) cell, clean training ("none") first when `include_clean`, then the control
     (`CONTROL`: sample-wise random noise at the same budget) when `include_control`: the two rows that prove the
     judge (the control must stay within a few points of clean) and give each defense's cost on clean data.
 
-    Finished runs come from the cache, so calling this again after an interruption resumes at the first
-    unfinished cell. `on_result(result, done, total)` is called after every cell (e.g. to save partial
-    tables); a progress bar counts cells.
+    executor: where the cells run (`uel_helpers.executors`): "local" (this process, one after another), "ray" (Ray
+    tasks on a running cluster, `executor_options={"address": "auto"}`, or on a local one; one GPU per task where
+    the cluster has GPUs) or "slurm" (SLURM jobs through submitit; options `partition`, `time`, `gpus`, `cpus`, ...;
+    the cache folder UEL_CACHE must be on shared storage, checked; `{"cluster": "local"}` runs the same jobs as
+    local processes). Each cell's seed (poison -> defense -> judge) is a task, "cell <attack>+<defense> seed <s>";
+    one task per row, "row <attack>", makes the row's poison and purified sets once, into the cache, and the row's
+    cells wait for it; the clean baseline's seeds are tasks of their own. Ray and SLURM need `cache=True` (tasks
+    share their work through the cache). The numbers are those of the local run: every judge seeds itself.
+
+    Finished runs come from the cache, so calling this again after an interruption resumes: finished cells cost
+    only a data load and cache reads. A task that fails is retried once; a cell whose seed (or row) failed again
+    is returned as a `Result` with its `error` (and NaN accuracy), and the other cells go on.
+    `on_result(result, done, total)` is called in this process after every cell (in grid order locally, in
+    completion order on ray and slurm), e.g. to save partial tables; an exception it raises stops the grid (ray and
+    slurm cancel the unfinished tasks). A progress bar counts cells. The results come back in grid order (rows, then
+    defenses), each with its clean baseline.
     """
     from tqdm.auto import tqdm
 
@@ -303,21 +392,84 @@ def run_matrix(
         if isinstance(names, str) or not isinstance(names, (list, tuple)) or not all(isinstance(n, str)
                                                                                       for n in names):
             raise TypeError(f"run_matrix: {what} must be a list of names, e.g. ['ar'], got {names!r}")
-    check_seeds(seeds, "run_matrix")
+    seed_list = check_seeds(seeds, "run_matrix")
     unknown = [d for d in defenses if d not in DEFENSES]
     if unknown:
         raise ValueError(f"unknown defense(s) {unknown}; expected some of {', '.join(sorted(DEFENSES))}")
+    unknown = [a for a in attacks if a != "none" and a not in ATTACKS]
+    if unknown:
+        raise ValueError(f"unknown attack(s) {unknown}; expected some of {', '.join(sorted(ATTACKS))} or 'none'")
+    for flag, value in (("include_clean", include_clean), ("include_control", include_control), ("cache", cache),
+                        ("quiet", quiet)):
+        check_bool(value, flag, "run_matrix")
+    options = check_options(executor, executor_options, "run_matrix")
+    if executor != "local" and under_torchrun():
+        raise ValueError(f"run_matrix: executor {executor!r} under torchrun would submit the whole grid once per "
+                         f"process ({world_size()} times); start the driver as one process (each task takes its own "
+                         "GPU), or use executor='local' under torchrun to train every cell with DDP")
+    if executor != "local" and not cache:
+        raise ValueError(f"run_matrix: executor {executor!r} shares poisons, purified sets and results between its "
+                         "tasks through the cache; use cache=True (or executor='local')")
+    proto = get_protocol(protocol)
+    data = _resolve_data(dataset)
+    label = data[2] if isinstance(data, tuple) else data.label
     rows = (["none"] if include_clean and "none" not in attacks else [])
     rows += [CONTROL] if include_control and CONTROL not in attacks else []
     rows += list(attacks)
     cells = [(a, d) for a in rows for d in defenses]
-    results: list[Result] = []
+
+    # Tasks, dependencies first: the baseline's seeds, then per row the row task and its cells' seeds.
+    def seed_tasks(attack: str, defense: str, after: tuple[str, ...]) -> list[Task]:
+        return [Task(f"cell {attack}+{defense} seed {seed}", _seed_task,
+                     (attack, defense, dataset, proto, seed, device, cache), after=after) for seed in seed_list]
+
+    tasks = seed_tasks("none", "none", ())
+    for attack in rows:
+        row_key = f"row {attack}"
+        if cache:
+            tasks.append(Task(row_key, _row_task, (attack, list(defenses), dataset, proto, device)))
+        for d in defenses:
+            if (attack, d) != ("none", "none"):
+                tasks += seed_tasks(attack, d, (row_key,) if cache else ())
+    cell_of = {f"cell {a}+{d} seed {seed}": (a, d) for a in ["none", *rows] for d in defenses for seed in seed_list}
+    wanted = set(cells)
+    parts: dict[tuple[str, str], dict[int, Result]] = {}
+    results: dict[tuple[str, str], Result] = {}
+    state: dict[str, Result | None] = {"clean": None}
+
+    def result_of(outcome: Outcome, attack: str, defense: str, seed: int) -> Result:
+        if outcome.error is None:
+            return outcome.value
+        return Result(attack, defense, label, proto.name, [seed], get_defense(defense).reading, [], [], [],
+                      error=outcome.error)
+
+    def with_clean(result: Result) -> Result:
+        clean = state["clean"]
+        if result.clean is None and clean is not None and not clean.failed and \
+                (result.attack, result.defense) != ("none", "none"):
+            result.clean = clean
+        return result
+
     with tqdm(total=len(cells), desc="matrix", unit="cell", disable=quiet) as bar:
-        for attack, defense in cells:
-            bar.set_postfix_str(f"{attack} + {defense}")
-            result = run_experiment(attack, defense, dataset, protocol, seeds, device=device, cache=cache, quiet=True)
-            results.append(result)
+        def done(outcome: Outcome) -> None:
+            if outcome.key not in cell_of:
+                return  # a row task: its cells report its failure
+            attack, defense = cell_of[outcome.key]
+            seed = int(outcome.key.rsplit(" ", 1)[1])
+            got = parts.setdefault((attack, defense), {})
+            got[seed] = result_of(outcome, attack, defense, seed)
+            if len(got) < len(seed_list):
+                return
+            result = _merge_seeds([got[seed] for seed in seed_list])
+            if (attack, defense) == ("none", "none"):
+                state["clean"] = result
+            if (attack, defense) not in wanted:
+                return
+            results[(attack, defense)] = result = with_clean(result)
+            bar.set_postfix_str(f"{attack} + {defense}" + (" FAILED" if result.failed else ""))
+            bar.update(1)
             if on_result is not None:
                 on_result(result, len(results), len(cells))
-            bar.update(1)
-    return results
+
+        run_tasks(tasks, executor, options, done)
+    return [with_clean(results[cell]) for cell in cells]

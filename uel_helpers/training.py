@@ -5,6 +5,10 @@ so that final and peak accuracy (and the epoch of the peak) can both be read: a 
 form of early stopping, which is itself a defense (see notebook 02). Every training-time defense is a set of
 protocol fields too: CutMix/MixUp (`mix`, `mix_alpha`), PGD adversarial training (`adv_eps`, `adv_steps`,
 `adv_step_size`) and sharpening + DCT low-pass filtering (`sharpen`, `sharpen_center`, `lowpass_percent`).
+
+Why one file of ~650 lines: a `Protocol` (the recipe), its learning-rate schedule and the loop that runs it are read
+together, as airbench keeps its trainer in one file; the per-batch image operations live in `transforms`, the
+optimiser step in `device.OptimizerStep` and the ranks of a multi-process run in `distributed`.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .device import (
     pick_device,
     seed_everything,
 )
+from .distributed import DistContext, context, rank_seed
 from .models import MODELS, FastNet, build_model
 from .profiles import resolve_profile
 from .progress import progress
@@ -464,6 +469,15 @@ def _check_compatible(train_set: ImageSet, test_set: ImageSet, who: str = "train
     check_same_classes(train_set, test_set, who)
 
 
+def _sharded_accuracy(net: nn.Module, test_set: ImageSet, ctx: DistContext, batch_size: int) -> float:
+    """Accuracy of rank 0's model on the whole test set, each rank scoring every world_size-th image (DDP)."""
+    ctx.broadcast_buffers(net)  # BatchNorm running statistics of rank 0: one model on every rank
+    part = test_set.subset(torch.arange(ctx.rank, len(test_set), ctx.world_size))
+    correct = round(evaluate(net, part, ctx.device, batch_size) * len(part)) if len(part) else 0
+    total_correct, total = ctx.all_reduce_sum([correct, len(part)])
+    return total_correct / total
+
+
 def train(
     train_set: ImageSet,
     test_set: ImageSet,
@@ -474,6 +488,9 @@ def train(
     quiet: bool = False,
     on_epoch: Callable[[int, History], None] | None = None,
     return_model: bool = False,
+    *,
+    ddp: bool | None = None,
+    sync_bn: bool = False,
 ) -> History | tuple[History, nn.Module]:
     """Train a judge on `train_set` and measure clean accuracy on `test_set` after every epoch.
 
@@ -484,6 +501,17 @@ def train(
     With the "fit" schedule (the quick judge) the run ends `fit_extra` epochs after that training accuracy first
     reaches `fit_acc` (`History.fit_epoch`), or at `epochs`, whichever comes first.
     Same seed on the same device gives the same History.
+
+    Several processes (`torchrun --nproc_per_node N`, see `uel_helpers.distributed`): with `ddp` None (the default)
+    a run started by torchrun trains one model with DistributedDataParallel; `ddp=False` keeps each process on its
+    own. `protocol.batch_size` is the global batch: each rank holds its shard of the uint8 training images on its
+    device and takes batch_size / N of them per step (ValueError when N does not divide it); DDP averages the
+    gradients, so the step, the learning rate and the schedule are those of one process with the same batch.
+    BatchNorm statistics are per rank, or over the global batch with `sync_bn=True` (SyncBatchNorm, CUDA only;
+    an argument rather than a Protocol field, because it changes nothing in a single process and Protocol.to_dict()
+    is part of every cached run's key). The per-epoch numbers are all-reduced, the test set is split over the
+    ranks, so every rank's History holds the same curves (with `config["ddp"]`); the model returned is the rank's
+    copy (the same weights on every rank). `on_epoch` runs on every rank. Outside torchrun nothing changes.
 
     Everything is checked before any work: TypeError when a set is not an ImageSet, `seed` not an integer,
     `model` not an nn.Module, `quiet`/`return_model` not bools or `on_epoch` not callable; ValueError for an
@@ -501,7 +529,8 @@ def train(
     if on_epoch is not None and not callable(on_epoch):
         raise TypeError(f"train: on_epoch must be a function (epoch, History) -> None or None, got "
                         f"{type(on_epoch).__name__}")
-    dev = pick_device(device)
+    dist_ctx = context(pick_device(device), ddp, sync_bn, "train")
+    dev = dist_ctx.device
     seed_everything(seed)
     if proto.max_train is not None and len(train_set) > proto.max_train:
         per_class = max(1, proto.max_train // train_set.num_classes)
@@ -533,11 +562,15 @@ def train(
     if dev.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
 
-    # The whole training split lives on the device as uint8 (4x smaller than float).
-    x_train = train_set.images.to(dev)
-    y_train = train_set.labels.to(dev)
-    gen = make_generator(seed, dev if dev.type == "cuda" else "cpu")
-    order_gen = torch.Generator().manual_seed(seed)
+    # The whole training split (each rank's shard of it under DDP) lives on the device as uint8 (4x smaller).
+    shard = dist_ctx.shard(len(train_set), seed)
+    x_train = train_set.images.to(dev) if not dist_ctx.active else train_set.images[shard].to(dev)
+    y_train = train_set.labels.to(dev) if not dist_ctx.active else train_set.labels[shard].to(dev)
+    batch = dist_ctx.local_batch(proto.batch_size, "train")  # images per rank and step; the global batch alone
+    own_seed = rank_seed(seed, dist_ctx.rank)
+    gen = make_generator(own_seed, dev if dev.type == "cuda" else "cpu")
+    order_gen = torch.Generator().manual_seed(own_seed)
+    model = dist_ctx.wrap(net)  # DDP under torchrun; `net` itself otherwise (PGD and evaluation use `net`)
 
     params = [p for p in net.parameters() if p.requires_grad]
     opt = torch.optim.SGD(params, lr=proto.lr, momentum=proto.momentum, nesterov=proto.nesterov and proto.momentum > 0,
@@ -551,7 +584,10 @@ def train(
         steps_per_epoch = 1
     hist = History(config={"protocol": proto.to_dict(), "seed": seed, "device": str(dev), "train_set": train_set.name,
                            "n_train": n, "n_test": len(test_set)})
-    bar = progress(total=proto.epochs, desc=f"train {proto.name}", unit="epoch", quiet=quiet, leave=True)
+    if dist_ctx.active:
+        hist.config["ddp"] = dist_ctx.describe(proto.batch_size)
+    bar = progress(total=proto.epochs, desc=f"train {proto.name}", unit="epoch", quiet=quiet or not dist_ctx.is_main,
+                   leave=True)
     start = time.perf_counter()
     step = 0
     fit_step: int | None = None  # "fit" schedule: the step at which the fit criterion was met
@@ -559,12 +595,12 @@ def train(
     for epoch in range(proto.epochs):
         t0 = time.perf_counter()
         net.train()
-        perm = torch.randperm(n, generator=order_gen).to(dev)
+        perm = torch.randperm(len(x_train), generator=order_gen).to(dev)
         tot_loss = torch.zeros((), device=dev)
         tot_correct = torch.zeros((), device=dev)
         seen = 0
         for i in range(steps_per_epoch):
-            idx = perm[i * proto.batch_size:(i + 1) * proto.batch_size]
+            idx = perm[i * batch:(i + 1) * batch]
             xb = augment(decode_images(x_train[idx], train_set.meta), proto, gen)
             yb = y_train[idx]
             if dev.type == "cuda":
@@ -575,13 +611,16 @@ def train(
             for group in opt.param_groups:
                 group["lr"] = proto.lr * lr_multiplier(proto, step, steps_per_epoch, fit_step)
             with autocast(dev):
-                logits = net(xb)
+                logits = model(xb)
                 loss = mixed_loss(loss_fn, logits.float(), yb, yb_mix, lam)
             stepper.step(loss)
             step += 1
             tot_loss += loss.detach() * len(idx)
             tot_correct += mixed_correct(logits.detach(), yb, yb_mix, lam)
             seen += len(idx)
+        if dist_ctx.active:  # the global batch's numbers, the same on every rank
+            loss_sum, correct_sum, seen_all = dist_ctx.all_reduce_sum([float(tot_loss), float(tot_correct), seen])
+            tot_loss, tot_correct, seen = torch.tensor(loss_sum), torch.tensor(correct_sum), seen_all
         hist.train_loss.append(float(tot_loss) / seen)
         if not math.isfinite(hist.train_loss[-1]):
             bar.close()
@@ -589,7 +628,8 @@ def train(
                                      f"(protocol {proto.name!r}, lr {proto.lr}); lower the learning rate or check "
                                      "the data for NaN/inf")
         hist.train_acc.append(float(tot_correct) / seen)
-        hist.test_acc.append(evaluate(net, test_set, dev, proto.eval_batch_size))
+        hist.test_acc.append(evaluate(net, test_set, dev, proto.eval_batch_size) if not dist_ctx.active else
+                             _sharded_accuracy(net, test_set, dist_ctx, proto.eval_batch_size))
         hist.epoch_time.append(time.perf_counter() - t0)
         if proto.schedule == "fit" and fit_step is None and hist.train_acc[-1] >= proto.fit_acc:
             fit_step, hist.fit_epoch = step, epoch + 1

@@ -5,6 +5,12 @@ benchmark code (vasusingla/simple-data-attribution@d2016b4 `self_supervised_mode
 `lightly` library for what it does there (losses, projection heads, the MoCo memory bank and momentum update, the
 SimCLR two-view augmentation) and keep the training loop ours: cached by configuration, checkpointed every epoch
 and resumed, a progress bar, mixed precision on CUDA, and a kNN monitor (k = 200, t = 0.1) per epoch.
+
+Under torchrun `train_ssl` trains one backbone on several processes through the package's DDP path
+(`uel_helpers.distributed`): `SSLConfig.batch_size` is the global batch, each rank augments its shard of the images
+and takes batch_size / N of them per step, lightly's loss gathers the other ranks' embeddings as negatives
+(`gather_distributed`, also for the MoCo memory bank), DDP averages the gradients (so the learning rate is the
+config's), and only rank 0 writes checkpoints and the cached backbone.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..cache import atomic_write, cache_path, tensor_fingerprint
-from ..checks import check_seed
+from ..checks import check_count, check_number, check_rate, check_seed
 from ..data import ImageSet, check_imageset, check_same_classes, decode_images
 from ..device import OptimizerStep, autocast, check_finite_loss, pick_device, seed_everything
+from ..distributed import context, rank_seed
 from ..models import build_model
 from ..profiles import resolve_profile
 from ..progress import progress
@@ -77,19 +84,17 @@ class SSLConfig:
     def __post_init__(self) -> None:
         if self.method not in SSL_METHODS:
             raise ValueError(f"SSLConfig.method: expected one of {SSL_METHODS}, got {self.method!r}")
+        # numpy integers are accepted and stored as Python ints (the config is hashed and written to JSON)
         for what in ("epochs", "batch_size", "memory_bank", "proj_dim", "knn_k", "num_workers"):
-            value = getattr(self, what)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if what == "num_workers" else 1):
-                raise ValueError(f"SSLConfig.{what}: expected a positive int, got {value!r}")
+            object.__setattr__(self, what, check_count(getattr(self, what), what, "SSLConfig",
+                                                       lo=0 if what == "num_workers" else 1))
         if self.batch_size < 2:
-            raise ValueError(f"SSLConfig.batch_size: contrastive losses need >= 2 images per batch, "
+            raise ValueError(f"SSLConfig: batch_size must be >= 2 (contrastive losses need two images per batch), "
                              f"got {self.batch_size}")
         for what in ("momentum", "weight_decay", "ema_momentum", "min_scale", "knn_t"):
-            value = getattr(self, what)
-            if not (isinstance(value, (int, float)) and math.isfinite(value)):
-                raise ValueError(f"SSLConfig.{what}: expected a finite number, got {value!r}")
-        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
-            raise ValueError(f"SSLConfig.lr: expected a positive number or None, got {self.lr!r}")
+            check_number(getattr(self, what), what, "SSLConfig")
+        if self.lr is not None:
+            check_rate(self.lr, "lr (or None for the batch-size rule)", "SSLConfig", lo=0.0, lo_open=True)
 
     @property
     def base_lr(self) -> float:
@@ -269,15 +274,30 @@ def knn_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_
     return correct / max(1, len(test_labels))
 
 
-def _build_heads(config: SSLConfig, feat_dim: int):
+def _build_heads(config: SSLConfig, feat_dim: int, gather: bool = False):
+    """The projection head and the loss; `gather` (several processes): negatives from every rank (lightly)."""
     lib = _lightly()
+    more = {"gather_distributed": True} if gather else {}
     if config.method == "moco":
         head = lib["MoCoProjectionHead"](feat_dim, feat_dim, config.proj_dim)
-        loss = lib["NTXentLoss"](temperature=config.tau, memory_bank_size=(config.memory_bank, config.proj_dim))
+        loss = lib["NTXentLoss"](temperature=config.tau, memory_bank_size=(config.memory_bank, config.proj_dim),
+                                 **more)
     else:
         head = lib["SimCLRProjectionHead"](feat_dim, feat_dim, config.proj_dim)
-        loss = lib["NTXentLoss"](temperature=config.tau)
+        loss = lib["NTXentLoss"](temperature=config.tau, **more)
     return head, loss
+
+
+class _Query(nn.Module):
+    """Encoder then projection head, each view on its own (BatchNorm per view, as in one process): the one module DDP
+    wraps, called once per step (its gradients are the ones averaged)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, v1: torch.Tensor, v2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.encoder(v1)), self.head(self.encoder(v2))
 
 
 def _set_buffers(module: nn.Module, buffers: dict) -> None:
@@ -289,16 +309,19 @@ def _set_buffers(module: nn.Module, buffers: dict) -> None:
         setattr(owner, leaf, value.to(getattr(owner, leaf).device))
 
 
-def backbone_path(train_set: ImageSet, config: SSLConfig, seed: int, root: str | Path | None = None) -> Path:
-    """Where `train_ssl` keeps the backbone of this (training set, configuration, seed)."""
+def backbone_path(train_set: ImageSet, config: SSLConfig, seed: int, root: str | Path | None = None,
+                  world_size: int = 1) -> Path:
+    """Where `train_ssl` keeps the backbone of this (training set, configuration, seed[, number of processes])."""
     key = {"kind": "ssl-backbone", "config": asdict(config), "data": tensor_fingerprint(train_set.images),
            "seed": seed, "format": BACKBONE_FORMAT}
+    if world_size > 1:  # a DDP training is its own run; single-process paths unchanged
+        key["world_size"] = world_size
     return cache_path("ssl-backbones", key, ".pt", root)
 
 
 def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: ImageSet | None = None,
               seed: int = 0, device: str | torch.device | None = "auto", quiet: bool = False, cache: bool = True,
-              cache_root: str | Path | None = None) -> SSLBackbone:
+              cache_root: str | Path | None = None, ddp: bool | None = None, sync_bn: bool = False) -> SSLBackbone:
     """Train a SimCLR or MoCo v2 backbone on `train_set`'s images (labels unused), or load it from the cache.
 
     monitor: a labelled set for the kNN monitor (features of `train_set` as the bank); None = no monitor.
@@ -308,6 +331,11 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
     Raises ValueError for a MoCo memory bank not smaller than the training set or images too small for the arch,
     an empty train_set or monitor, or a monitor whose classes (names and order) differ from train_set's (the kNN
     monitor compares its labels with the training labels); TypeError when either is not an ImageSet.
+
+    Under torchrun (`ddp` None = auto, False = one process each) one backbone is trained with DDP: the global batch
+    `config.batch_size` is split over the ranks (ValueError when the number of processes does not divide it), each
+    rank augments its own shard, the loss gathers every rank's embeddings, BatchNorm is per rank (or SyncBatchNorm
+    with `sync_bn=True`, CUDA), the kNN monitor is rank 0's, and only rank 0 writes checkpoints and the cache.
     """
     config = config or ssl_config_for_profile(None)
     seed = check_seed(seed, "seed", "train_ssl")
@@ -321,7 +349,9 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
                          f"images, got {n}; use memory_bank < {n} (e.g. config.with_(memory_bank={max(1, n // 2)}))")
     if config.batch_size > n:
         raise ValueError(f"SSLConfig.batch_size: {config.batch_size} is larger than the training set ({n} images)")
-    path = backbone_path(train_set, config, seed, cache_root)
+    dist_ctx = context(pick_device(device), ddp, sync_bn, "train_ssl")
+    batch = dist_ctx.local_batch(config.batch_size, "train_ssl")  # images per rank and step
+    path = backbone_path(train_set, config, seed, cache_root, dist_ctx.world_size)
     if cache and path.exists():
         try:
             return SSLBackbone.load(path, config, train_set, seed, train_set.num_classes)
@@ -330,7 +360,7 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
 
             warnings.warn(f"cached backbone {path} could not be used ({err}); retraining it", stacklevel=2)
     lib = _lightly()
-    dev = pick_device(device)
+    dev = dist_ctx.device
     seed_everything(seed)
     c, h, w = train_set.shape
     mean, std = channel_stats(train_set.images)
@@ -339,13 +369,15 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
     with torch.no_grad():  # eval mode: probing the width must not move BatchNorm's running statistics
         feat_dim = int(encoder.eval()(torch.zeros(1, c, h, w)).shape[1])
     encoder.train()
-    head, criterion = _build_heads(config, feat_dim)
+    head, criterion = _build_heads(config, feat_dim, gather=dist_ctx.active)
     encoder, head, criterion = encoder.to(dev), head.to(dev), criterion.to(dev)
     key_encoder = key_head = None
     if config.method == "moco":
         key_encoder, key_head = copy.deepcopy(encoder), copy.deepcopy(head)
         for p in [*key_encoder.parameters(), *key_head.parameters()]:
             p.requires_grad_(False)
+    # the backbone's classifier is not used by `features`: DDP is told to expect parameters without gradients
+    query = dist_ctx.wrap(_Query(encoder, head), unused=True) if dist_ctx.active else None
     params = [*encoder.parameters(), *head.parameters()]
     opt = torch.optim.SGD(params, lr=config.base_lr, momentum=config.momentum, weight_decay=config.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
@@ -373,22 +405,26 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
             warnings.warn(f"ignoring the checkpoint {partial} ({err}); training from epoch 0", stacklevel=2)
             start_epoch = 0
     loader_gen = torch.Generator().manual_seed(seed)
-    views = _TwoViews(train_set.images, two_view_transform(config, min(h, w)))
-    loader = torch.utils.data.DataLoader(views, batch_size=config.batch_size, shuffle=True, drop_last=True,
+    images = train_set.images if not dist_ctx.active else train_set.images[dist_ctx.shard(n, seed)]
+    views = _TwoViews(images, two_view_transform(config, min(h, w)))
+    loader = torch.utils.data.DataLoader(views, batch_size=batch, shuffle=True, drop_last=True,
                                          num_workers=config.num_workers, generator=loader_gen,
                                          persistent_workers=config.num_workers > 0)
     stepper = OptimizerStep(opt, dev)
     ident = SSLBackbone(encoder, config, tensor_fingerprint(train_set.images), seed, hist).identity()
     bar = progress(total=config.epochs, initial=start_epoch, desc=f"SSL {config.method} ({config.arch})",
-                   unit="epoch", quiet=quiet, leave=True)
-    steps_per_epoch = len(loader)
+                   unit="epoch", quiet=quiet or not dist_ctx.is_main, leave=True)
+    steps_per_epoch = len(loader) if not dist_ctx.active else n // config.batch_size  # the same on every rank
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
         encoder.train()
         head.train()
         total, seen = 0.0, 0
         loader_gen.manual_seed(seed * 100_003 + epoch)  # each epoch's order is its own: a resumed run repeats it
-        for step, (v1, v2) in enumerate(loader):
+        if dist_ctx.active:  # each rank's own augmentation stream, per epoch (a resumed run repeats it)
+            torch.manual_seed(rank_seed(seed, dist_ctx.rank, salt=epoch + 1))
+        batches = zip(range(steps_per_epoch), loader, strict=False) if dist_ctx.active else enumerate(loader)
+        for step, (v1, v2) in batches:  # under DDP a shard one image longer must not add a step on one rank only
             v1, v2 = v1.to(dev, non_blocking=True), v2.to(dev, non_blocking=True)
             if key_encoder is not None:  # MoCo v2: cosine-ramped momentum update of the key encoder (lightly)
                 m = 1 - (1 - config.ema_momentum) * (math.cos(math.pi * (epoch * steps_per_epoch + step) /
@@ -396,7 +432,7 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
                 lib["update_momentum"](encoder, key_encoder, m)
                 lib["update_momentum"](head, key_head, m)
             with autocast(dev):
-                q1, q2 = head(encoder(v1)), head(encoder(v2))
+                q1, q2 = (head(encoder(v1)), head(encoder(v2))) if query is None else query(v1, v2)
                 if key_encoder is not None:
                     with torch.no_grad():
                         k1, k2 = key_head(key_encoder(v1)), key_head(key_encoder(v2))
@@ -408,6 +444,8 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
             total += float(loss.detach()) * len(v1)
             seen += len(v1)
         sched.step()
+        if dist_ctx.active:  # the global batch's mean loss, the same on every rank
+            total, seen = dist_ctx.all_reduce_sum([total, seen])
         loss_mean = total / max(1, seen)
         if not math.isfinite(loss_mean):  # stop before the epoch is recorded or checkpointed (a resume would load NaN)
             bar.close()
@@ -416,15 +454,18 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
                               fix=f"lower SSLConfig.lr (now {config.base_lr:g})")
         hist.loss.append(loss_mean)
         if monitor is not None:
-            bank = extract_features(encoder, train_set, device=dev)
-            feats = extract_features(encoder, monitor, device=dev)
-            hist.knn_acc.append(knn_accuracy(bank, train_set.labels, feats, monitor.labels, config.knn_k,
-                                             config.knn_t))
+            dist_ctx.broadcast_buffers(encoder)  # rank 0's BatchNorm statistics: one encoder on every rank
+            knn = math.nan
+            if dist_ctx.is_main:
+                bank = extract_features(encoder, train_set, device=dev)
+                feats = extract_features(encoder, monitor, device=dev)
+                knn = knn_accuracy(bank, train_set.labels, feats, monitor.labels, config.knn_k, config.knn_t)
+            hist.knn_acc.append(dist_ctx.broadcast_value(knn))
         hist.seconds.append(time.perf_counter() - t0)
         bar.update(1)
         bar.set_postfix(loss=f"{hist.loss[-1]:.3f}",
                         **({"knn": f"{100 * hist.knn_acc[-1]:.1f}%"} if hist.knn_acc else {}))
-        if cache:
+        if cache and dist_ctx.is_main:
             state = {"identity": ident, "encoder": encoder.state_dict(), "head": head.state_dict(),
                      "opt": opt.state_dict(), "sched": sched.state_dict(),
                      "criterion": {n: b.detach().clone() for n, b in criterion.named_buffers()},
@@ -435,7 +476,7 @@ def train_ssl(train_set: ImageSet, config: SSLConfig | None = None, *, monitor: 
             atomic_write(partial, lambda tmp, state=state: torch.save(state, tmp))
     bar.close()
     backbone = SSLBackbone(encoder.cpu().eval(), config, tensor_fingerprint(train_set.images), seed, hist)
-    if cache:
+    if cache and dist_ctx.is_main:
         path.parent.mkdir(parents=True, exist_ok=True)
         backbone.save(path)
         partial.unlink(missing_ok=True)
