@@ -132,18 +132,25 @@ def test_explorer_builds_and_redraws_headless():
     c = box.controls
     first = bytes(c["picture"].value)  # bytes in ipywidgets 7, a memoryview in 8
     assert first.startswith(b"\x89PNG")
-    c["image"].value = 3
+    assert (c["image"].min, c["image"].value, c["image"].max) == (1, 1, 5)  # numbered from 1 within the class
+    c["image"].value = 4
     assert bytes(c["picture"].value) != first
     labels = ds.labels.numpy()
-    assert f"training image {int(np.flatnonzero(labels == 0)[3])} " in c["info"].value
+    assert f"image 4 of 5 (dataset index {int(np.flatnonzero(labels == 0)[3])})" in c["info"].value
     c["class"].value = 2
-    assert c["image"].value == 0 and c["image"].max == 4
-    assert f"training image {int(np.flatnonzero(labels == 2)[0])} " in c["info"].value
+    assert c["image"].value == 1 and c["image"].max == 5
+    assert f"image 1 of 5 (dataset index {int(np.flatnonzero(labels == 2)[0])})" in c["info"].value
     before = bytes(c["picture"].value)
     c["fft"].value = False
     assert bytes(c["picture"].value) != before
+    # automatic amplification: the disabled slider shows the factor in use; turning it off keeps the picture
+    assert c["amplify"].disabled and f"δ ×{c['amplify'].value:.3g} (auto)" in c["info"].value
+    auto_factor, before = c["amplify"].value, bytes(c["picture"].value)
     c["auto"].value = False
-    assert not c["amplify"].disabled
+    assert not c["amplify"].disabled and c["amplify"].value == auto_factor
+    assert bytes(c["picture"].value) == before
+    c["amplify"].value = 2 * auto_factor
+    assert bytes(c["picture"].value) != before and "(set)" in c["info"].value
     c["attack"].value = "zero"
     assert "zero" in c["info"].value
 

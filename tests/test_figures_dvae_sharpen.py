@@ -99,8 +99,11 @@ def test_sharpen_explorer_redraws_headless():
     assert first.startswith(b"\x89PNG")
     c["percent"].value = 60.0
     assert bytes(c["picture"].value) != first and "60%" in c["info"].value
+    assert not c["seed"].disabled
     c["kernel"].value = "ssk"
-    assert "SSK" in c["info"].value
+    assert "SSK" in c["info"].value and c["seed"].disabled  # SSK has no random kernel: the seed does nothing
+    c["image"].value = 3  # numbered from 1: the dataset index is one less
+    assert "image 3 of 4 (dataset index 2)" in c["info"].value
 
 
 def test_dvae_panels_and_explorer(dvae_model):
@@ -113,7 +116,7 @@ def test_dvae_panels_and_explorer(dvae_model):
     c = box.controls
     first = bytes(c["picture"].value)
     c["class"].value = 2
-    assert c["first"].value == 0 and c["first"].max == 1 and bytes(c["picture"].value) != first
+    assert c["first"].value == 1 and c["first"].max == 2 and bytes(c["picture"].value) != first  # numbered from 1
     assert "mean cosine" in c["info"].value
     with pytest.raises(ValueError, match="indices"):
         dvae_panels(dvae_model, clean, poisoned, [99])

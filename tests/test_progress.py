@@ -65,3 +65,26 @@ def test_demo_shows_its_progress_bar_on_a_terminal(tmp_path):
         pytest.fail(out[-2000:])
     assert "train smoke" in out and "epoch" in out, out[-2000:]  # tqdm's bar: desc, unit, loss/test postfix
     assert "test=" in out
+
+
+def test_user_stacklevel_names_the_first_caller_outside_the_package():
+    """However deep the package's own frames go (registry, cache, attack), the warning names the user's line."""
+    import warnings
+
+    src = ("import warnings\nfrom uel_helpers.progress import user_stacklevel\n"
+           "def attack():\n    warnings.warn('weak', UserWarning, stacklevel=user_stacklevel())\n"
+           "def registry():\n    attack()\n")
+    namespace: dict = {}
+    exec(compile(src, str(progress_module.PACKAGE_DIR / "inner.py"), "exec"), namespace)  # frames "inside"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        namespace["registry"]()  # this line is the user's
+    assert [(w.filename, w.lineno) for w in caught] == [(__file__, sys._getframe().f_lineno - 1)]
+
+
+def test_say_once_prints_a_plain_line_once_per_key(capsys, monkeypatch):
+    monkeypatch.setattr(progress_module, "_said", set())
+    assert progress_module.say_once("k", "note: short run") is True
+    assert progress_module.say_once("k", "note: short run") is False
+    assert progress_module.say_once("other", "note: other") is True
+    assert capsys.readouterr().out == "note: short run\nnote: other\n"

@@ -76,7 +76,7 @@ def test_prototype_explorer_slider_apply_and_reset(trained):
     assert c["class"].value == tasks[0].bad_class and c["picture"].value[:4] == b"\x89PNG"
     path = refinement_path(auto, tasks[0])
     c["alpha"].value = 7
-    assert f"α = 0.7: <b>{100 * path.accuracy[7]:.1f}%</b>" in c["info"].value
+    assert f"α = 0.7: held-out accuracy <b>{100 * path.accuracy[7]:.1f}%</b>" in c["info"].value
     before = box.prototypes(0).clone()
     c["apply"].click()
     after = box.prototypes(0)

@@ -1,27 +1,32 @@
-"""Error-minimising noise (EM): Huang et al., "Unlearnable Examples", ICLR 2021.
+"""Error-minimising noise (EM): Huang et al., "Unlearnable Examples: Making Personal Data Unexploitable", ICLR 2021,
+arXiv:2101.04898.
 
 The poison solves the bi-level *min-min* problem
 
     min_θ  E_(x,y) [ min_{‖δ‖∞ ≤ ε}  CE(f_θ(x + δ), y) ]
 
 by alternating a few SGD steps of a surrogate f_θ on the noisy data with a projected sign-gradient
-descent on δ that *lowers* the surrogate's loss (01_poisons.md §3.1-3.4, code
-`HanxunH/Unlearnable-Examples@f347155`). The noise becomes a shortcut that is easier to learn than the
-images, so a victim trained on the poisoned set learns the noise and not the task.
+descent on δ that *lowers* the surrogate's loss (the min-min objective of arXiv:2101.04898 §3; code
+`HanxunH/Unlearnable-Examples@f347155`: `toolbox.py` `PerturbationTool.min_min_attack` and `perturbation.py`).
+The noise becomes a shortcut that is easier to learn than the images, so a victim trained on the poisoned
+set learns the noise and not the task.
 
 Two registered variants:
 
 - `em-samplewise`: one δ per image (N, C, H, W). Every round: `train_steps` (10) SGD steps on the next
   batches of a fixed-order loader, then 20 PGD steps (α = 0.8/255, ε = 8/255) on every batch in fixed
-  order, then the stop check on the whole training set (§3.3).
+  order, then the stop check on the whole training set (`perturbation.py` `sample_wise_perturbation`, settings
+  `scripts/cifar10/min-min-noise/samplewise-noise/exp_setting.sh`).
 - `em-classwise`: one δ per class (K, C, H, W). Every round: 10 SGD steps on batches of the full,
   shuffled training set, then, on a stratified 20% subset (shuffled, drop_last), one PGD step per image
   followed by δ_c ← clip(mean of the updated noise of class c in the batch, ±ε); stop check on the
-  subset (§3.4).
+  subset (`perturbation.py` `universal_perturbation`, settings
+  `scripts/cifar10/min-min-noise/classwise-noise/exp_setting.sh`).
 
 Both stop when the surrogate (eval mode) classifies ≥ 1 − `stop_error` (99%) of the noisy training
 images correctly. The original loops forever otherwise (`Unlearnable-Examples#24`); here `max_rounds`
-caps the rounds, and hitting the cap records `info["converged"] = False` and warns (`NotConvergedWarning`).
+caps the rounds, and hitting the cap records `info["converged"] = False` and warns (`NotConvergedWarning`, pointing at
+the user's call); at the `smoke` profile's own cap, where it is expected, a one-line note is printed once instead.
 A surrogate that diverges (NaN/inf training loss, or NaN/inf logits in the stop check, whose accuracy would
 otherwise be read from argmax of NaN) stops the run with `device.NonFiniteLossError`.
 
@@ -29,7 +34,7 @@ Fixed behaviours and deviations from the original, all recorded in `Poison.info[
 
 - The package **clamps** x + δ to [0, 1] in the surrogate's SGD steps and in the stop check. The
   original does not (`Unlearnable-Examples#13`, maintainer: "Good catch"); clamping is the fixed
-  behaviour (01 §10.6). The PGD step itself clamps, as in the original.
+  behaviour, a choice of this package. The PGD step itself clamps, as in the original.
 - The noise is **signed** and applied as x̃ = quantise(clip(x + δ, 0, 1)) by `poison_from_delta`,
   never through the original loader's `clamp(0, 255)`-before-adding bug that deletes the negative half.
   The package rounds half up; the original loader truncates (`rounding="truncate"` reproduces it).
@@ -57,20 +62,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
-from ..checks import check_choice, check_rate, check_seed
+from ..checks import check_choice, check_count, check_rate, check_seed
 from ..data import ImageSet, quantize
 from ..device import autocast, check_finite_loss, deterministic_backend, make_generator, pick_device
 from ..profiles import resolve_profile
+from ..progress import progress, say_once, user_stacklevel
 from .base import Poison, check_eps, check_uint8_imageset, poison_from_delta
 from .registry import register
 from .surrogate import (
     SGDStepper,
     SurrogateNet,
     build_surrogate,
-    check_fraction,
-    check_positive_int,
     check_surrogate_arch,
     default_surrogate_arch,
     diagnostic_indices,
@@ -212,15 +215,14 @@ def em_noise(
     eps = check_eps(eps, "linf", attack)
     profile = resolve_profile(profile)
     cfg = PROFILE_SETTINGS[profile]
-    steps = check_positive_int(_resolve(steps, cfg.classwise_steps if classwise else cfg.samplewise_steps),
-                               "steps", attack)
-    step_size = check_fraction(_resolve(step_size, cfg.classwise_step_size if classwise else cfg.samplewise_step_size),
-                               "step_size (pixel units, 0.8/255 in the paper)", attack)
-    train_steps = check_positive_int(train_steps, "train_steps", attack)
-    stop_error = check_fraction(stop_error, "stop_error", attack, low_open=False, high_open=True)
-    max_rounds = check_positive_int(_resolve(max_rounds, cfg.max_rounds), "max_rounds", attack)
-    batch_size = check_positive_int(_resolve(batch_size, cfg.batch_size), "batch_size", attack)
-    subset_fraction = check_fraction(subset_fraction, "subset_fraction", attack)
+    steps = check_count(_resolve(steps, cfg.classwise_steps if classwise else cfg.samplewise_steps), "steps", attack)
+    step_size = check_rate(_resolve(step_size, cfg.classwise_step_size if classwise else cfg.samplewise_step_size),
+                           "step_size (pixel units, 0.8/255 in the paper)", attack, lo=0.0, hi=1.0, lo_open=True)
+    train_steps = check_count(train_steps, "train_steps", attack)
+    stop_error = check_rate(stop_error, "stop_error", attack, lo=0.0, hi=1.0, hi_open=True)
+    max_rounds = check_count(_resolve(max_rounds, cfg.max_rounds), "max_rounds", attack)
+    batch_size = check_count(_resolve(batch_size, cfg.batch_size), "batch_size", attack)
+    subset_fraction = check_rate(subset_fraction, "subset_fraction", attack, lo=0.0, hi=1.0, lo_open=True)
     arch = check_surrogate_arch(_resolve(surrogate, default_surrogate_arch(profile, train_set.image_size)), attack)
     lr = check_rate(lr, "lr", attack, lo=0.0, lo_open=True)
     if len(train_set) == 0:
@@ -263,7 +265,7 @@ def em_noise(
         onehot_eye = torch.eye(k, device=dev)
         history: list[float] = []
         converged = False
-        bar = tqdm(range(max_rounds), desc=attack, disable=quiet or None)
+        bar = progress(range(max_rounds), desc=attack, unit="round", quiet=quiet)
         round_seconds: list[float] = []
         for _round in bar:
             t_round = time.perf_counter()
@@ -296,7 +298,7 @@ def em_noise(
                         means = sums[present] / counts[present].view(-1, 1, 1, 1)
                         delta[present] = means.clamp(-eps, eps)
                 else:
-                    inner = tqdm(range(0, n, batch_size), desc="noise", leave=False, disable=quiet or None)
+                    inner = progress(range(0, n, batch_size), desc="noise", leave=False, quiet=quiet)
                     for start in inner:
                         idx = torch.arange(start, min(n, start + batch_size), device=dev)
                         x = x_u8[idx].float().div_(255.0)
@@ -356,18 +358,21 @@ def em_noise(
     }
     if classwise:
         info["subset_size"] = int(len(subset))  # type: ignore[arg-type]
-    if not converged:
+    if not converged and profile == "smoke" and max_rounds == cfg.max_rounds:
+        # expected: the smoke profile caps the rounds to finish in seconds; said once, in plain words
+        if not quiet:
+            say_once(("em-smoke-cap", attack),
+                     f"note: {attack} stopped after the smoke profile's {max_rounds} rounds (surrogate accuracy on the "
+                     f"noisy data {history[-1]:.2f}, the paper runs to {1 - stop_error:.2f}), as smoke runs do: its "
+                     "noise is weaker than the paper's. Use profile='quick' or 'paper' for a real poison.")
+    elif not converged:
         warnings.warn(
             f"{attack}: the surrogate reached {history[-1]:.4f} accuracy on the noisy training data after "
             f"max_rounds={max_rounds} rounds, short of the stop condition >= {1 - stop_error:.4f}; the noise "
             "may be weaker than the paper's. Raise max_rounds (or stop_error) to go on.",
-            NotConvergedWarning, stacklevel=3,
+            NotConvergedWarning, stacklevel=user_stacklevel(),  # the user's call, however deep the registry goes
         )
     return EMResult(delta.detach().float().cpu(), model, info)
-
-
-def _check_rounding(rounding: str, attack: str) -> str:
-    return check_choice(rounding, "rounding", ("round", "truncate"), attack)
 
 
 @register("em-samplewise", "Error-minimising noise, one perturbation per image (Huang et al., ICLR 2021)",
@@ -392,7 +397,8 @@ def em_samplewise(
     device: torch.device | None = None,
     quiet: bool = False,
 ) -> Poison:
-    """Sample-wise error-minimising noise (§3.3): δ of shape (N, C, H, W), ‖δ‖∞ ≤ eps.
+    """Sample-wise error-minimising noise: δ of shape (N, C, H, W), ‖δ‖∞ ≤ eps (the reference's
+    `sample_wise_perturbation`, `HanxunH/Unlearnable-Examples:perturbation.py@f347155`).
 
     Paper settings (profile `paper`): ResNet-18 surrogate, batch 512, 10 surrogate steps and then
     20 PGD steps of 0.8/255 over every batch in fixed order per round, until ≥ 99% accuracy on the
@@ -402,7 +408,7 @@ def em_samplewise(
     `rounding="truncate"` quantises like the original EM loader (the package rounds half up).
     """
     attack = "em-samplewise"
-    _check_rounding(rounding, attack)
+    check_choice(rounding, "rounding", ("round", "truncate"), attack)
     res = em_noise(train_set, classwise=False, eps=eps, steps=steps, step_size=step_size, train_steps=train_steps,
                    stop_error=stop_error, max_rounds=max_rounds, batch_size=batch_size, surrogate=surrogate, lr=lr,
                    random_start=random_start, amp=amp, profile=profile, seed=seed, device=device, quiet=quiet)
@@ -436,7 +442,8 @@ def em_classwise(
     device: torch.device | None = None,
     quiet: bool = False,
 ) -> Poison:
-    """Class-wise error-minimising noise (§3.4): δ of shape (K, C, H, W), ‖δ‖∞ ≤ eps, indexed by label.
+    """Class-wise error-minimising noise: δ of shape (K, C, H, W), ‖δ‖∞ ≤ eps, indexed by label (the
+    reference's `universal_perturbation`, `HanxunH/Unlearnable-Examples:perturbation.py@f347155`).
 
     Per round: 10 surrogate steps on shuffled batches of the full set; then, over a stratified
     `subset_fraction` (20%) of it, one PGD step of 0.8/255 per image and δ_c ← clip(mean over the
@@ -445,7 +452,7 @@ def em_classwise(
     loss or logits become NaN/inf raises NonFiniteLossError (see `em_noise`).
     """
     attack = "em-classwise"
-    _check_rounding(rounding, attack)
+    check_choice(rounding, "rounding", ("round", "truncate"), attack)
     res = em_noise(train_set, classwise=True, eps=eps, steps=steps, step_size=step_size, train_steps=train_steps,
                    stop_error=stop_error, max_rounds=max_rounds, batch_size=batch_size,
                    subset_fraction=subset_fraction, surrogate=surrogate, lr=lr, random_start=random_start, amp=amp,
