@@ -28,6 +28,8 @@ TINY = {
                     "--full"],
     "bench_training": ["--device", "cpu", "--steps", "1", "--warmup", "0", "--pipeline-steps", "1",
                        "--batch-size", "8", "--models", "fastnet-small", "--num-workers", "0"],
+    "bench_segmentation": ["--device", "cpu", "--size", "16", "--batch", "4", "--steps", "1", "--warmup", "0",
+                           "--fill-images", "2", "--fill-steps", "2"],
 }
 
 
