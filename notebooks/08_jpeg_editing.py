@@ -344,6 +344,15 @@ for q in grid_q:
     plt.show()
 
 # %% [markdown]
+# The explorer (a live kernel only; the figures above are its view at three qualities): a quality slider, an ε
+# dropdown (one protection per budget) and the image; the info line gives the image's latent-shift ratio.
+
+# %%
+from uel_helpers.widgets import jpeg_explorer
+
+jpeg_explorer(encoder, editor, protections)
+
+# %% [markdown]
 # Compare the two amplified panels: where "JPEG − protected" is small and unstructured while "protected − clean"
 # keeps its pattern, JPEG left the protection in place; a JPEG difference that mirrors the protection's pattern
 # means JPEG removed it. The ratio printed beside the edits is this image's own.
