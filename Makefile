@@ -34,7 +34,7 @@ demo: $(STAMP)
 # built and driven in a kernel with Colab's ipywidgets 7.7.1.
 test: $(STAMP) $(BROWSER_STAMP)
 	$(BIN)/ruff check uel_helpers tests notebooks benchmarks
-	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m "not slow"
+	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m "not slow" --durations=30
 
 # Only the explorers: in a real browser (both widget frontends; screenshots in results/browser/) and under
 # Colab's ipywidgets 7.7.1.
@@ -44,7 +44,8 @@ test-browser: $(STAMP) $(BROWSER_STAMP)
 # Tests that do not fit CI's 30-minute budget or sit near their criterion: the effect tests whose judges (each
 # trained to fit, ~2 min) or surrogates/VAEs cost too much for CI: AR, AR L-inf, EM, TAP, class-wise noise,
 # regions, LSP, OPS, AR + JPEG, EM + grayscale, CUDA + RSK+FF, projection, DFR, D-VAE on AR and on EM; and the
-# explorers in JupyterLab 3.6 with Colab's ipywidgets 7.7.1 (tests/test_browser.py, a second JupyterLab session).
+# explorers in JupyterLab 3.6 with Colab's ipywidgets 7.7.1 (tests/test_browser.py, a second JupyterLab session);
+# robust segmentation (three trainings each); the Ray grid with a killed worker and an interrupted-and-resumed grid.
 test-slow: $(STAMP) $(BROWSER_STAMP)
 	TQDM_DISABLE=1 $(BIN)/python -m pytest -q -m slow
 

@@ -12,6 +12,7 @@ import sys
 from collections import Counter
 
 import pytest
+import torch
 
 from uel_helpers import executors
 from uel_helpers.cache import cache_dir
@@ -51,11 +52,15 @@ def _numbers(results):
 @pytest.fixture(scope="module")
 def sequential(tmp_path_factory):
     """The grid run in this process, one cell after another (its own cache folder): the reference numbers."""
-    old = os.environ.get("UEL_CACHE")
+    old, threads = os.environ.get("UEL_CACHE"), torch.get_num_threads()
     os.environ["UEL_CACHE"] = str(tmp_path_factory.mktemp("sequential-cache"))
+    # one thread, as every Ray task and local submitit job here (their `cpus` default): on a CPU, float sums depend
+    # on the thread count, so only runs with the same count can be compared number for number
+    torch.set_num_threads(1)
     try:
         results = run_matrix(ATTACKS, DEFENSES, SPEC, "smoke", 1, **GRID)
     finally:
+        torch.set_num_threads(threads)
         os.environ.pop("UEL_CACHE") if old is None else os.environ.__setitem__("UEL_CACHE", old)
     assert not any(r.failed for r in results), format_results(results)
     return results
@@ -86,6 +91,7 @@ def test_ray_grid_equals_the_sequential_run(ray_cluster, sequential):
 
 
 @needs_ray
+@pytest.mark.slow  # a Ray grid each (~2-3 min here): in make test-slow, beside CI's 30-minute budget
 def test_a_worker_killed_mid_grid_loses_no_finished_cell(ray_cluster, sequential, tmp_path):
     """The first attempt of one cell waits until the clean baseline and another cell are in the cache, notes the
     cache entries there, and kills its own worker process; Ray runs the cell again and the grid completes. The
@@ -123,6 +129,7 @@ class Stop(Exception):
 
 
 @needs_ray
+@pytest.mark.slow  # a Ray grid each (~2-3 min here): in make test-slow, beside CI's 30-minute budget
 def test_an_interrupted_grid_resumes_where_it_stopped(ray_cluster, sequential):
     """The driver stops the grid after its second finished cell (Ray cancels the rest); the next call finishes it,
     with the sequential numbers, and does not redo a cell that had finished (its cache entries are untouched)."""

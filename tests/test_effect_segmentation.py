@@ -67,6 +67,7 @@ def _check_robustness(models, test):
             f"{100 * bim4['standard']:.1f}% (needs +{100 * ROBUST_POINTS:.0f} points)")
 
 
+@pytest.mark.slow  # ~4-8 min on 2 cores: beyond CI's 30-minute budget with the rest (make test-slow)
 def test_lite_robust_models_keep_miou_under_bim4(effect_cache):
     train, test, _ = seg.profile_scenes("quick", "fashion-mnist")
     lite = seg.seg_settings("quick").with_(epochs=3)

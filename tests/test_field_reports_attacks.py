@@ -414,8 +414,8 @@ def test_ssl_backbone_training_stops_on_a_nan_loss(monkeypatch):
         def forward(self, a, b):
             return self.inner(a, b) * float("nan")
 
-    def nan_heads(config, feat_dim):
-        head, loss = real(config, feat_dim)
+    def nan_heads(config, feat_dim, **kwargs):  # kwargs: e.g. `gather` (the DDP path)
+        head, loss = real(config, feat_dim, **kwargs)
         return head, NaNLoss(loss)
 
     monkeypatch.setattr(backbone, "_build_heads", nan_heads)

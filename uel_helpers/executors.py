@@ -86,10 +86,17 @@ def _describe_error(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0][:400] if text else ''}".rstrip(": ")
 
 
-def _call(fn: Callable, args: tuple, env: dict, setup: Callable | None, key: str, *after) -> Any:
-    """What a worker runs: the driver's UEL_* environment, the optional `worker_setup(key)`, then `fn(*args)`.
-    `after` (the dependencies' values, resolved by Ray before the call) only orders the task."""
+def _call(fn: Callable, args: tuple, env: dict, setup: Callable | None, key: str, threads: int | None,
+          *after) -> Any:
+    """What a worker runs: the driver's UEL_* environment, `threads` CPU threads for torch (the task's `cpus`: on a
+    CPU, float sums depend on the thread count, so a task's numbers equal a sequential run's with the same count),
+    the optional `worker_setup(key)`, then `fn(*args)`. `after` (the dependencies' values, resolved by Ray before
+    the call) only orders the task."""
     os.environ.update(env)
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     if setup is not None:
         setup(key)
     return fn(*args)
@@ -241,7 +248,7 @@ def _run_local(tasks: list[Task], options: dict, env: dict, on_done: Callable) -
             if outcome is not None:
                 break
             try:
-                outcome = Outcome(task.key, _call(task.fn, task.args, {}, setup, task.key), attempts=attempt)
+                outcome = Outcome(task.key, _call(task.fn, task.args, {}, setup, task.key, None), attempts=attempt)
             except Exception as err:  # noqa: BLE001 - a failed task is reported, not raised
                 if attempt == 1:
                     warnings.warn(f"{task.key} failed ({_describe_error(err)}); retrying it once", stacklevel=2)
@@ -269,7 +276,8 @@ def _run_ray(tasks: list[Task], options: dict, env: dict, on_done: Callable) -> 
         setup = options.get("worker_setup")
         refs, started_at = {}, {}
         for task in tasks:
-            refs[task.key] = remote.remote(task.fn, task.args, env, setup, task.key, *(refs[d] for d in task.after))
+            refs[task.key] = remote.remote(task.fn, task.args, env, setup, task.key, options.get("cpus", 1),
+                                           *(refs[d] for d in task.after))
             started_at[task.key] = time.perf_counter()
         key_of = {ref: key for key, ref in refs.items()}
         pending, outcomes = list(refs.values()), {}
@@ -331,11 +339,12 @@ def _run_slurm(tasks: list[Task], options: dict, env: dict, on_done: Callable) -
     executor, poll = _slurm_executor(options)
     poll = float(options.get("poll", poll))
     setup = options.get("worker_setup")
+    threads = options.get("cpus", 4 if options.get("cluster", "slurm") == "slurm" else 1)  # = cpus_per_task
     waiting, running, outcomes = list(tasks), {}, {}
 
     def submit(batch: list[tuple[Task, int]]) -> None:
         with executor.batch():  # one job array for the tasks that became ready together
-            jobs = [executor.submit(_call, task.fn, task.args, env, setup, task.key) for task, _ in batch]
+            jobs = [executor.submit(_call, task.fn, task.args, env, setup, task.key, threads) for task, _ in batch]
         for (task, attempt), job in zip(batch, jobs, strict=True):
             running[task.key] = (job, task, attempt, time.perf_counter())
 
