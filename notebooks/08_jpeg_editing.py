@@ -350,7 +350,7 @@ for q in grid_q:
 # %%
 from uel_helpers.widgets import jpeg_explorer
 
-jpeg_explorer(encoder, editor, protections)
+jpeg_explorer(encoder, editor, {p.label: p for p in protections.values()})  # named by their budgets
 
 # %% [markdown]
 # Compare the two amplified panels: where "JPEG − protected" is small and unstructured while "protected − clean"

@@ -261,6 +261,8 @@ def test_inpainting_explorer_needs_precomputed_views():
     ({}, (50,), TypeError),
     ({"x": "not a protection"}, (50,), TypeError),
     (None, (0, 50), ValueError),
+    (None, (75.5,), TypeError),  # a quality is never rounded
+    (None, (), ValueError),
 ])
 def test_jpeg_explorer_rejects_bad_input(protections, qualities, error):
     from uel_helpers.editing import noise_control

@@ -376,7 +376,9 @@ def run_matrix(
     local processes). Each cell's seed (poison -> defense -> judge) is a task, "cell <attack>+<defense> seed <s>";
     one task per row, "row <attack>", makes the row's poison and purified sets once, into the cache, and the row's
     cells wait for it; the clean baseline's seeds are tasks of their own. Ray and SLURM need `cache=True` (tasks
-    share their work through the cache). The numbers are those of the local run: every judge seeds itself.
+    share their work through the cache). The numbers are those of the local run when the thread count is the same
+    (every judge seeds itself; a Ray or SLURM task runs with its `cpus` as torch threads, and on a CPU float sums
+    depend on the thread count; on a GPU it does not matter).
 
     Finished runs come from the cache, so calling this again after an interruption resumes: finished cells cost
     only a data load and cache reads. A task that fails is retried once; a cell whose seed (or row) failed again

@@ -40,7 +40,7 @@ def square_mask(size: int | tuple[int, int], top: int, left: int, side: int) -> 
     """A bool (H, W) mask, True on the side x side square whose top-left pixel is (top, left).
     Raises ValueError when the square does not lie fully inside the image (naming `top`/`left`/`side`)."""
     h, w = (size, size) if isinstance(size, int) else size
-    side = check_count(side, "side", "square_mask")
+    side = check_count(side, "side", "square_mask", hi=min(h, w))  # the side first: an error then names `side`
     for name, value, extent in (("top", top, h), ("left", left, w)):
         value = check_count(value, name, "square_mask", lo=-(2**31))
         if value < 0 or value + side > extent:
@@ -239,9 +239,12 @@ def region_psnr(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.T
 
 
 def ssim_map(a: torch.Tensor, b: torch.Tensor, window: int = 7, sigma: float = 1.5) -> torch.Tensor:
-    """The SSIM map (N, H, W) of images in [0, 1] (mean over channels; borders replicate-padded)."""
+    """The SSIM map (N, H, W) of images in [0, 1] (mean over channels; borders replicate-padded), Wang et al. 2004
+    with a Gaussian window. The window is 7x7 (σ 1.5), not the usual 11x11, because the masked squares it scores are
+    only 9-16 px wide at `quick`; `uel_helpers.editing.ssim` (notebook 08, whole images) uses torchmetrics' 11x11
+    window, so the two notebooks' SSIM values are not comparable."""
     c = a.shape[1]
-    r = torch.arange(window, dtype=a.dtype) - window // 2
+    r = torch.arange(window, dtype=a.dtype, device=a.device) - window // 2
     g1 = torch.exp(-(r**2) / (2 * sigma**2))
     k = (g1[:, None] * g1[None]) / (g1.sum() ** 2)
     k = k.expand(c, 1, window, window).contiguous()

@@ -29,6 +29,7 @@ def jpeg_explorer(encoder, editor, protections, qualities=JPEG_QUALITIES, proxy:
     `.redraw()`.
     """
     from ..editing import Protection, jpeg_view, render_jpeg_view
+    from ..editing.inputs import check_quality
 
     if isinstance(protections, Protection):
         protections = {protections.label: protections}
@@ -36,9 +37,9 @@ def jpeg_explorer(encoder, editor, protections, qualities=JPEG_QUALITIES, proxy:
             or not all(isinstance(p, Protection) for p in protections.values()):
         raise TypeError("jpeg_explorer needs an editing.Protection or a non-empty dict name -> Protection (e.g. "
                         "{'PhotoGuard': encoder_attack(...), 'noise': noise_control(...)})")
-    qualities = [int(q) for q in qualities]
-    if not qualities or not all(1 <= q <= 100 for q in qualities):
-        raise ValueError(f"jpeg_explorer: qualities must be JPEG qualities in 1..100, got {qualities!r}")
+    qualities = [check_quality(q, "jpeg_explorer", "qualities") for q in qualities]  # ints in 1..100, never rounded
+    if not qualities:
+        raise ValueError("jpeg_explorer: qualities must hold at least one JPEG quality in 1..100, got none")
     w = _ipywidgets()
     names = list(protections)
     n = min(int(p.images.shape[0]) for p in protections.values())
