@@ -20,6 +20,8 @@ the batch through the main BN and the second half through the auxiliary one.
 
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -93,15 +95,16 @@ def cbr(c_in: int, c_out: int, stride: int = 1, dilation: int = 1) -> nn.Sequent
                          nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
 
 
-class _Segmenter(nn.Module):
+class _Segmenter(nn.Module, abc.ABC):
     """Normalisation in front, logits at the input size out; `forward(x, aux=True)` -> (main, aux)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.normalize = Normalize(torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
 
+    @abc.abstractmethod
     def logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        raise NotImplementedError
+        """(main, aux) logits of normalised images, at any resolution (each segmenter defines it)."""
 
     def forward(self, x: torch.Tensor, aux: bool = False):
         main, aux_logits = self.logits(self.normalize(x))
